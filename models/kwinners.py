@@ -1,0 +1,149 @@
+"""k-winners-take-all activations with boosting and duty cycles (paper section 2).
+
+For one sample with pre-activations ``x`` (n units), k-winners picks the k units with the
+largest *boosted* value ``x_i * b_i`` and outputs the raw ``x_i`` at those units, 0 elsewhere:
+
+    b_i = exp(beta * (k / n - d_i))          (boost factor; skipped when beta == 0)
+    y_i = x_i  if i is among the top-k of x * b,  else 0
+
+No ReLU is applied: a negative winner passes through as negative. The gradient is 1 at the
+winners and 0 elsewhere (like ReLU's mask); nothing flows to the duty cycles or to beta.
+
+Duty cycle ``d_i`` is the running fraction of training samples in which unit i was active
+(output > 0). The paper writes it as an exponential moving average,
+
+    d_i(t) = (1 - alpha) * d_i(t - 1) + alpha * [unit i active at t],
+
+and as run it starts at d = 0, counts the training samples seen so far ``t`` (t += B per
+batch of B samples) and with ``period = min(duty_cycle_period, t)`` updates
+
+    d <- (d * (period - B) + active_count) / period.
+
+So for the first ``duty_cycle_period`` (1000) samples it is the exact mean over all samples
+seen; afterwards it is an EMA with alpha = B / 1000 (0.064 at batch 64, 0.004 at batch 4).
+A unit whose duty cycle falls below the target density k/n gets b > 1 and wins more easily.
+Duty cycles change only in training mode; in eval mode the layer keeps ``k_inference_factor``
+times more winners, ``k_eval = min(round(k * k_inference_factor), n)``, and still boosts with
+the frozen duty cycles. ``update_boost_strength()`` (once per epoch) multiplies beta by
+``boost_strength_factor``.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+
+def k_winners(x, k, boost):
+    """Keep the raw values of the k largest ``x * boost`` per row of ``x`` (B, n); zero the rest.
+
+    ``boost`` is None or broadcastable to ``x``. Exactly k winners per row; ties go to the
+    index torch.topk returns. The gradient flows to the winners only.
+    """
+    scores = x if boost is None else x.detach() * boost
+    winners = scores.topk(k, dim=1, sorted=False).indices  # (B, k)
+    mask = torch.zeros_like(x, dtype=torch.bool).scatter_(1, winners, True)
+    return x * mask
+
+
+def _check_k(k, n):
+    if not 0 < k <= n:
+        raise ValueError(f"k must be in 1..{n} (n = {n}), got {k}")
+
+
+class _KWinnersBase(nn.Module):
+    """Shared state and bookkeeping of KWinners and KWinners2d (buffers survive state_dict)."""
+
+    def __init__(self, n, k, k_inference_factor, boost_strength, boost_strength_factor,
+                 duty_cycle_period, duty_cycle_shape):
+        super().__init__()
+        if n is not None:
+            _check_k(k, n)
+        if boost_strength < 0 or not 0 <= boost_strength_factor <= 1:
+            raise ValueError("boost_strength must be >= 0 and boost_strength_factor in [0, 1]")
+        self.n, self.k = n, k
+        self.k_inference_factor = k_inference_factor
+        self.boost_strength_factor = boost_strength_factor
+        self.duty_cycle_period = duty_cycle_period
+        self.register_buffer("boost_strength", torch.tensor(float(boost_strength)))
+        self.register_buffer("duty_cycle", torch.zeros(duty_cycle_shape))
+        self.register_buffer("samples_seen", torch.tensor(0, dtype=torch.long))
+
+    @property
+    def k_eval(self):
+        k_eval = int(round(self.k * self.k_inference_factor))
+        return k_eval if self.n is None else min(k_eval, self.n)
+
+    def boost_factors(self):
+        """b = exp(beta * (k/n - d)), shaped like ``duty_cycle``; None when beta == 0."""
+        beta = self.boost_strength.item()
+        if beta == 0.0:
+            return None
+        return torch.exp(beta * (self.k / self.n - self.duty_cycle))
+
+    def update_boost_strength(self):
+        """beta <- beta * boost_strength_factor (call once after each training epoch)."""
+        self.boost_strength.mul_(self.boost_strength_factor)
+
+    @torch.no_grad()
+    def _update_duty_cycle(self, active_count, batch_size):
+        """d <- (d * (period - B) + active_count) / period, period = min(P, samples seen)."""
+        self.samples_seen += batch_size
+        period = min(self.duty_cycle_period, int(self.samples_seen))
+        self.duty_cycle.mul_(period - batch_size).add_(active_count).div_(period)
+
+    def extra_repr(self):
+        return (f"n={self.n}, k={self.k}, k_eval={self.k_eval}, "
+                f"boost_strength={self.boost_strength.item():.4g}, "
+                f"boost_strength_factor={self.boost_strength_factor}, "
+                f"duty_cycle_period={self.duty_cycle_period}")
+
+
+class KWinners(_KWinnersBase):
+    """k-winners over the n units of a (B, n) input, one duty cycle per unit."""
+
+    def __init__(self, n, k, k_inference_factor=1.0, boost_strength=0.0,
+                 boost_strength_factor=1.0, duty_cycle_period=1000):
+        super().__init__(n, k, k_inference_factor, boost_strength, boost_strength_factor,
+                         duty_cycle_period, (n,))
+
+    def forward(self, x):  # (B, n)
+        k = self.k if self.training else self.k_eval
+        y = k_winners(x, k, self.boost_factors())
+        if self.training:
+            self._update_duty_cycle((y > 0).sum(dim=0), x.shape[0])
+        return y
+
+
+class KWinners2d(_KWinnersBase):
+    """k-winners over all C*H*W values of each sample of a (B, C, H, W) input.
+
+    Winners are chosen globally per sample (not per location), n = C*H*W. Duty cycles are per
+    channel: the channel's active entries over the batch and H, W, divided by H*W, so that
+    d_c is the mean fraction of positions where channel c is active. The boost b_c is shared
+    by all positions of channel c.
+    """
+
+    def __init__(self, channels, k, k_inference_factor=1.0, boost_strength=0.0,
+                 boost_strength_factor=1.0, duty_cycle_period=1000, n=None):
+        # n = C*H*W enters the boost's k/n; given here, or taken from the first input.
+        super().__init__(n, k, k_inference_factor, boost_strength, boost_strength_factor,
+                         duty_cycle_period, (channels,))
+        self.channels = channels
+
+    def forward(self, x):  # (B, C, H, W)
+        b, c, h, w = x.shape
+        n = c * h * w
+        if self.n is None:
+            _check_k(self.k, n)
+            self.n = n
+        elif n != self.n or c != self.channels:
+            raise ValueError(f"KWinners2d built for {self.channels} channels and n={self.n} "
+                             f"values, got {c}x{h}x{w}={n}")
+        k = self.k if self.training else self.k_eval
+        boost = self.boost_factors()
+        boost = None if boost is None else boost.view(1, c, 1, 1).expand(1, c, h, w).reshape(1, n)
+        y = k_winners(x.reshape(b, n), k, boost).view(b, c, h, w)
+        if self.training:
+            self._update_duty_cycle((y > 0).sum(dim=(0, 2, 3)) / (h * w), b)
+        return y
