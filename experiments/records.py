@@ -82,14 +82,18 @@ def provenance(device):
             "device": device_name(device), "command": " ".join(sys.argv)}
 
 
-def write_table(rows, stem, title=None, notes=()):
-    """Write ``rows`` (list of dicts) as <stem>.md and <stem>.csv; return both paths."""
+def write_table(rows, stem, title=None, notes=(), markdown=None):
+    """Write ``rows`` (list of dicts or DataFrame) as <stem>.csv and <stem>.md; return both paths.
+
+    ``markdown``, when given, is the frame shown in the .md instead (e.g. formatted
+    'mean ± std' cells), while the CSV keeps the plain numbers.
+    """
     import pandas as pd
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
     stem = Path(stem)
     atomic_write(stem.with_suffix(".csv"), frame.to_csv(index=False))
     lines = [f"# {title}", ""] if title else []
-    lines.append(markdown_table(frame))
+    lines.append(markdown_table(frame if markdown is None else markdown))
     lines += [""] + [f"{n}" for n in notes] if notes else []
     atomic_write(stem.with_suffix(".md"), "\n".join(lines) + "\n")
     return stem.with_suffix(".md"), stem.with_suffix(".csv")

@@ -1,8 +1,8 @@
 """The generic training loop: SGD with per-epoch learning-rate decay, and the sparse hooks.
 
-Method-specific steps are hooks on the model, not branches in the loop: after every optimizer
-step the sparse weights are re-masked (``models.rezero_weights``); after every epoch the boost
-strength decays (``models.update_boost_strength``). Epoch e (0-based) trains with learning rate
+Method-specific steps are hooks on the model, not branches in the loop: the sparse weights keep
+their zeros through a gradient mask that SparseWeights installs on its weight (no per-step
+work here); after every epoch the boost strength decays (``models.update_boost_strength``). Epoch e (0-based) trains with learning rate
 ``lr * lr_gamma**e`` and batch size ``first_epoch_batch_size`` when e == 0, else ``batch_size``.
 """
 
@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-import models
 
 
 @dataclass
@@ -81,7 +80,6 @@ def train_epoch(model, batches, optimizer, device, total=None, progress=False, d
         loss = F.nll_loss(model(x), y)
         loss.backward()
         optimizer.step()
-        models.rezero_weights(model)
         loss_sum += loss.detach() * len(y)
         seen += len(y)
     return loss_sum.item() / max(seen, 1)

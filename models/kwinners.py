@@ -34,16 +34,17 @@ import torch
 from torch import nn
 
 
-def k_winners(x, k, boost):
-    """Keep the raw values of the k largest ``x * boost`` per row of ``x`` (B, n); zero the rest.
+def k_winners(x, k, scores=None):
+    """Keep the raw values of ``x`` (B, n) at the k largest ``scores`` of each row; zero the rest.
 
-    ``boost`` is None or broadcastable to ``x``. Exactly k winners per row; ties go to the
-    index torch.topk returns. The gradient flows to the winners only.
+    ``scores`` defaults to ``x`` (pass boosted values to boost). Exactly k winners per row; ties
+    go to whichever index torch.topk returns. Returns (output (B, n), winner indices (B, k)).
+    Only B*k values are gathered and scattered, so the gradient is 1 at the winners and 0
+    elsewhere without building a (B, n) mask.
     """
-    scores = x if boost is None else x.detach() * boost
-    winners = scores.topk(k, dim=1, sorted=False).indices  # (B, k)
-    mask = torch.zeros_like(x, dtype=torch.bool).scatter_(1, winners, True)
-    return x * mask
+    scores = x.detach() if scores is None else scores
+    winners = scores.topk(k, dim=1, sorted=False).indices
+    return x.new_zeros(x.shape).scatter(1, winners, x.gather(1, winners)), winners
 
 
 def _check_k(k, n):
@@ -85,12 +86,33 @@ class _KWinnersBase(nn.Module):
         """beta <- beta * boost_strength_factor (call once after each training epoch)."""
         self.boost_strength.mul_(self.boost_strength_factor)
 
+    def _forward_flat(self, x, group):
+        """k-winners on ``x`` (B, n) where each duty cycle covers ``group`` consecutive entries."""
+        b = x.shape[0]
+        k = self.k if self.training else self.k_eval
+        scores = x.detach()
+        boost = self.boost_factors()  # (n / group,)
+        if boost is not None:
+            scores = (scores.view(b, -1, group) * boost.view(1, -1, 1)).view(b, -1)
+        out, winners = k_winners(x, k, scores)
+        if self.training:
+            self._update_duty_cycle(winners, out.detach().gather(1, winners) > 0, group)
+        return out
+
     @torch.no_grad()
-    def _update_duty_cycle(self, active_count, batch_size):
-        """d <- (d * (period - B) + active_count) / period, period = min(P, samples seen)."""
-        self.samples_seen += batch_size
+    def _update_duty_cycle(self, winners, positive, group):
+        """d <- (d * (period - B) + active) / period, period = min(P, samples seen so far).
+
+        ``active`` counts, per duty cycle, the winners with a positive output in this batch of
+        B samples, divided by ``group`` (H*W for a channel: the mean over positions).
+        """
+        batch = winners.shape[0]
+        units = winners if group == 1 else winners.div(group, rounding_mode="floor")
+        active = torch.bincount(units.flatten(), weights=positive.flatten().to(self.duty_cycle),
+                                minlength=self.duty_cycle.numel())
+        self.samples_seen += batch
         period = min(self.duty_cycle_period, int(self.samples_seen))
-        self.duty_cycle.mul_(period - batch_size).add_(active_count).div_(period)
+        self.duty_cycle.mul_((period - batch) / period).add_(active, alpha=1.0 / (period * group))
 
     def extra_repr(self):
         return (f"n={self.n}, k={self.k}, k_eval={self.k_eval}, "
@@ -108,11 +130,7 @@ class KWinners(_KWinnersBase):
                          duty_cycle_period, (n,))
 
     def forward(self, x):  # (B, n)
-        k = self.k if self.training else self.k_eval
-        y = k_winners(x, k, self.boost_factors())
-        if self.training:
-            self._update_duty_cycle((y > 0).sum(dim=0), x.shape[0])
-        return y
+        return self._forward_flat(x, group=1)
 
 
 class KWinners2d(_KWinnersBase):
@@ -140,10 +158,5 @@ class KWinners2d(_KWinnersBase):
         elif n != self.n or c != self.channels:
             raise ValueError(f"KWinners2d built for {self.channels} channels and n={self.n} "
                              f"values, got {c}x{h}x{w}={n}")
-        k = self.k if self.training else self.k_eval
-        boost = self.boost_factors()
-        boost = None if boost is None else boost.view(1, c, 1, 1).expand(1, c, h, w).reshape(1, n)
-        y = k_winners(x.reshape(b, n), k, boost).view(b, c, h, w)
-        if self.training:
-            self._update_duty_cycle((y > 0).sum(dim=(0, 2, 3)) / (h * w), b)
-        return y
+        # Channel-major flattening: entry i belongs to channel i // (H*W).
+        return self._forward_flat(x.reshape(b, n), group=h * w).view(b, c, h, w)

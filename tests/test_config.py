@@ -1,0 +1,96 @@
+"""Configs that fail well: one clear line naming the key or file, exit code 2, no traceback."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments.config import ConfigError
+from experiments.experiment import load_experiment
+
+REPO = Path(__file__).resolve().parent.parent
+GOOD = """
+experiment: tiny
+seeds: [1]
+defaults:
+  model: {conv: [{channels: 4, k: 20}], hidden: {units: 10, k: 3, density: 0.5}}
+networks:
+  net: {label: Net}
+"""
+
+
+def write(tmp_path, text, name="exp.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "run.py", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_good_config_resolves_defaults_and_overrides(tmp_path):
+    exp = load_experiment(write(tmp_path, GOOD), ["train.epochs=3", "seeds=[5, 6]"])
+    job = exp.networks["net"]
+    assert exp.seeds == [5, 6] and job.train.epochs == 3 and job.model.hidden.k == 3
+    assert job.model.conv[0].k == 20 and job.train.lr == 0.01  # TrainConfig's own default
+
+
+BAD = [
+    ("defaults:\n  train: {lrr: 0.1}", "defaults.train.lrr: unknown key"),
+    ("defaults:\n  train: {lr: fast}", "train.lr: expected a number, got str 'fast'"),
+    ("defaults:\n  train: {epochs: 2.5}", "train.epochs: expected an integer"),
+    ("defaults:\n  model: {hidden: {units: 10, k: 11}}", "model.hidden.k: must be in 1..10"),
+    ("defaults:\n  model: {conv: [{channels: 4, k: 999}]}", "model.conv[0].k: must be in 1..576"),
+    ("defaults:\n  model: {hidden: {units: 10, density: 0}}", "hidden.density: must be in (0, 1]"),
+    ("defaults:\n  model: {hidden: {units: 10, density: 1.5}}", "hidden.density: must be in (0, 1]"),
+    ("seeds: 42", "seeds: expected a non-empty list of integers"),
+    ("run: [nope]", "run: unknown network 'nope'"),
+    ("colour: red", "colour: unknown key"),
+]
+
+
+@pytest.mark.parametrize("extra, message", BAD)
+def test_bad_values_are_reported_with_their_key(tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=_literal(message)):
+        load_experiment(write(tmp_path, GOOD + extra))
+
+
+def _literal(text):
+    import re
+    return re.escape(text)
+
+
+@pytest.mark.parametrize("extra, message", BAD[:4])
+def test_cli_prints_one_line_and_exits_2_before_any_work(tmp_path, extra, message):
+    path = write(tmp_path, GOOD + extra)
+    result = run_cli(path, "--out", tmp_path / "out")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert message in result.stderr and str(path) in result.stderr
+    assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_missing_files_are_named(tmp_path):
+    result = run_cli(tmp_path / "nope.yaml")
+    assert result.returncode == 2 and "nope.yaml: config file not found" in result.stderr
+    path = write(tmp_path, "include: missing.yaml\n" + GOOD)
+    result = run_cli(path, "--describe", "--out", tmp_path / "out")
+    assert result.returncode == 2 and "missing.yaml: config file not found" in result.stderr
+
+
+def test_bad_override_is_named(tmp_path):
+    result = run_cli(write(tmp_path, GOOD), "--set", "train.epochs=many", "--describe")
+    assert result.returncode == 2 and "train.epochs: expected an integer" in result.stderr
+    result = run_cli(write(tmp_path, GOOD), "--set", "epochs")
+    assert result.returncode == 2 and "expected KEY=VALUE" in result.stderr
+
+
+def test_describe_writes_table3_with_counts(tmp_path):
+    result = run_cli("configs/mnist_sparse.yaml", "--describe", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Sparse CNN-2: 776,606 parameters, 274,706 non-zero" in result.stdout
+    csv = (tmp_path / "mnist_sparse" / "networks.csv").read_text()
+    assert "776606,274706" in csv and "k=400 of 4608" in csv

@@ -1,0 +1,226 @@
+"""The report: numbers recomputed by hand from a small fake set of run records.
+
+Fake MNIST experiment (full test set of 10,000, 11 noise levels, so it is compared with the
+paper's Table 1 from experiments/published.yaml):
+
+    dense_cnn2  seed 42  test [99.0, 99.3, 99.3]  noise [90000, 95000, 97000]   done
+                seed 43  test [99.4, 99.2, 99.1]  noise [96000, 98000, 99000]   done
+    sparse_cnn2 seed 42  test [98.0, 99.0, 98.5]  noise [100000, 103000, 104000] done
+                seed 43  test [99.2, 99.1, 99.2]  noise [101000, 102000, 105000] done
+                seed 44  test [98.9, 99.05]       noise [102000, 104000]        unfinished
+
+Best epoch (first maximum of test accuracy): dense 42 -> epoch 1 (ties with 2), dense 43 ->
+epoch 0, sparse 42 -> 1, sparse 43 -> 0 (ties with 2), sparse 44 -> 1.
+"""
+
+import json
+import os
+from pathlib import Path
+from statistics import pstdev
+
+import nbformat
+import numpy as np
+import pytest
+import yaml
+
+from experiments import report
+
+REPO = Path(__file__).resolve().parent.parent
+LEVELS = [round(0.05 * i, 2) for i in range(11)]
+
+DENSE = {42: ([99.0, 99.3, 99.3], [90000, 95000, 97000]),
+         43: ([99.4, 99.2, 99.1], [96000, 98000, 99000])}
+SPARSE = {42: ([98.0, 99.0, 98.5], [100000, 103000, 104000]),
+          43: ([99.2, 99.1, 99.2], [101000, 102000, 105000]),
+          44: ([98.9, 99.05], [102000, 104000])}
+
+
+def fake_record(epoch, test_accuracy, noise_score, num_test):
+    """An epoch record whose clean count matches ``test_accuracy`` and whose counts over all
+    levels sum to ``noise_score``."""
+    clean = round(test_accuracy * num_test / 100)
+    rest, extra = divmod(noise_score - clean, len(LEVELS) - 1)
+    counts = [clean] + [rest + (1 if i < extra else 0) for i in range(len(LEVELS) - 1)]
+    correct = {f"{level:.2f}": c for level, c in zip(LEVELS, counts)}
+    return {"epoch": epoch, "test_accuracy": test_accuracy, "num_test": num_test,
+            "noise_accuracy": {k: 100.0 * c / num_test for k, c in correct.items()},
+            "noise_correct": correct, "noise_score": sum(counts), "seconds": 1.0}
+
+
+def write_run(exp_dir, network, seed, tests, noises, epochs=3, done=True, dataset="mnist",
+              source="real", num_test=10000, test_limit=None, label=None, root=None):
+    """A run folder as experiments/job.py leaves it (only the fields the report reads)."""
+    folder = Path(exp_dir) / network / f"seed-{seed}"
+    folder.mkdir(parents=True)
+    config = {"network": network, "seed": seed, "label": label or network,
+              "data": {"name": dataset, "source": source, "root": str(root or exp_dir / "none"),
+                       "train_limit": None, "test_limit": test_limit},
+              "train": {"epochs": epochs}, "noise": {"levels": LEVELS}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    records = [fake_record(e, t, n, num_test) for e, (t, n) in enumerate(zip(tests, noises))]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    session = {"started": "2024-01-01T00:00:00+00:00", "finished": None, "wall_seconds": None,
+               "epochs": [0, epochs], "git_commit": "abc1234", "torch": "2.0",
+               "device": "FakeGPU 80GB"}
+    (folder / "provenance.json").write_text(json.dumps({"sessions": [session]}))
+    if done:
+        (folder / "done").write_text("{}\n")
+
+
+@pytest.fixture
+def mnist_dir(tmp_path):
+    exp_dir = tmp_path / "mnist_fake"
+    for seed, (tests, noises) in DENSE.items():
+        write_run(exp_dir, "dense_cnn2", seed, tests, noises, label="Dense CNN-2")
+    for seed, (tests, noises) in SPARSE.items():
+        write_run(exp_dir, "sparse_cnn2", seed, tests, noises, done=seed != 44,
+                  label="Sparse CNN-2")
+    return exp_dir
+
+
+def table_row(exp_dir, network):
+    context = report.load_report(exp_dir)
+    table = report.results_table(context)
+    return table.set_index("network").loc[network], context
+
+
+def test_best_epoch_is_the_first_maximum_of_test_accuracy():
+    records = [{"epoch": 0, "test_accuracy": 98.0}, {"epoch": 1, "test_accuracy": 99.0},
+               {"epoch": 2, "test_accuracy": 99.0}]
+    assert report.best_epoch(records)["epoch"] == 1
+    assert report.last_epoch(records)["epoch"] == 2
+
+
+def test_population_std():
+    assert report.mean_std([99.3, 99.4]) == pytest.approx((99.35, 0.05), abs=1e-12)
+    assert all(np.isnan(report.mean_std([])))
+
+
+def test_dense_scores_and_deltas_by_hand(mnist_dir):
+    row, _ = table_row(mnist_dir, "dense_cnn2")
+    # best: seed 42 epoch 1 (99.3, 95000; not the tied epoch 2), seed 43 epoch 0 (99.4, 96000)
+    assert row.best_epochs == "1, 0"
+    assert row.test_best_mean == pytest.approx(99.35, abs=1e-9)
+    assert row.test_best_std == pytest.approx(0.05, abs=1e-9)  # ddof=1 would be 0.0707
+    assert row.noise_best_mean == pytest.approx(95500)
+    assert row.noise_best_std == pytest.approx(500)
+    # last: (99.3, 97000) and (99.1, 99000)
+    assert row.test_last_mean == pytest.approx(99.2, abs=1e-9)
+    assert row.test_last_std == pytest.approx(0.1, abs=1e-9)
+    assert row.noise_last_mean == pytest.approx(98000)
+    assert row.noise_last_std == pytest.approx(1000)
+    # paper Table 1, Dense CNN-2: 99.31 +- 0.06, 97,040 +- 2,853
+    assert (row.paper_test_mean, row.paper_test_std) == (99.31, 0.06)
+    assert (row.paper_noise_mean, row.paper_noise_std) == (97040, 2853)
+    assert row.test_best_delta == pytest.approx(0.04 / 0.06, abs=1e-9)
+    assert row.noise_best_delta == pytest.approx(-1540 / 2853)
+    assert row.test_last_delta == pytest.approx(-0.11 / 0.06, abs=1e-9)
+    assert row.noise_last_delta == pytest.approx(960 / 2853)
+    assert row.status == "finished" and row.compared_with_paper
+
+
+def test_sparse_scores_include_the_partial_run_by_hand(mnist_dir):
+    row, _ = table_row(mnist_dir, "sparse_cnn2")
+    # best: 42 -> (99.0, 103000), 43 -> epoch 0 (99.2, 101000; not the tied epoch 2),
+    # 44 (unfinished, 2 epochs) -> (99.05, 104000)
+    assert row.best_epochs == "1, 0, 1"
+    assert row.test_best_mean == pytest.approx((99.0 + 99.2 + 99.05) / 3, abs=1e-9)
+    assert row.test_best_std == pytest.approx(pstdev([99.0, 99.2, 99.05]), abs=1e-9)
+    assert row.noise_best_mean == pytest.approx((103000 + 101000 + 104000) / 3)
+    assert row.noise_best_std == pytest.approx(pstdev([103000, 101000, 104000]))
+    # last: 98.5/104000, 99.2/105000, and the unfinished run's latest epoch 99.05/104000
+    assert row.test_last_mean == pytest.approx((98.5 + 99.2 + 99.05) / 3, abs=1e-9)
+    assert row.noise_last_std == pytest.approx(pstdev([104000, 105000, 104000]))
+    assert row.noise_best_delta == pytest.approx(((103000 + 101000 + 104000) / 3 - 103764)
+                                                 / 1125)
+    assert (row.runs, row.runs_done, row.status) == (3, 2, "partial")
+    assert (row.epochs_done_min, row.epochs_done_max, row.epochs_planned) == (2, 3, 3)
+
+
+def test_write_report_files_labels_and_order(mnist_dir):
+    paths = report.write_report(mnist_dir)
+    names = {p.name for p in paths}
+    assert {"table.md", "table.csv", "noise_curves.png", "noise_curves.csv", "epochs.png",
+            "epochs.csv"} <= names
+    assert "noisy_digits.png" not in names  # the fake runs' data root holds no MNIST
+    md = (mnist_dir / "table.md").read_text()
+    assert "seeds 42-44, epochs 3" in md and "FakeGPU 80GB" in md
+    assert "abc1234" in md and "compared with Table 1" in md
+    assert "99.35 ± 0.05 (+0.67 σ)" in md and "95,500 ± 500 (-0.54 σ)" in md
+    assert "2 of 3 (PARTIAL)" in md and "2-3 of 3" in md
+    lines = [line for line in md.splitlines() if line.startswith("| ")]
+    assert [line.split(" | ")[0] for line in lines[1:]] == ["| Dense CNN-2", "| Sparse CNN-2"]
+
+
+def test_noise_curves_frame_and_paper_points(mnist_dir):
+    context = report.load_report(mnist_dir)
+    curves = report.noise_curve_frame(context).set_index(["network", "selection", "level"])
+    clean = curves.loc[("dense_cnn2", "best", 0.0)]
+    assert clean["mean"] == pytest.approx(99.35) and clean["std"] == pytest.approx(0.05)
+    assert clean.seeds == 2 and np.isnan(clean.paper_fig5b)
+    assert curves.loc[("dense_cnn2", "last", 0.5)].paper_fig5b == 41  # Fig. 5B, Dense CNN-2
+    assert curves.loc[("sparse_cnn2", "last", 0.0)].paper_fig5b == 99
+
+
+def test_epoch_frame_means_over_the_seeds_that_reached_each_epoch(mnist_dir):
+    frame = report.epoch_frame(report.load_report(mnist_dir))
+    means = frame[(frame.seed == "mean") & (frame.network == "sparse_cnn2")].set_index("epoch")
+    assert means.loc[1, "test_accuracy"] == pytest.approx((99.0 + 99.1 + 99.05) / 3)
+    assert means.loc[2, "noise_score"] == pytest.approx((104000 + 105000) / 2)  # 44 stopped
+
+
+def test_not_started_run_and_network_still_build(mnist_dir):
+    write_run(mnist_dir, "sparse_cnn1", 42, [], [], done=False)
+    context = report.load_report(mnist_dir)
+    table = report.results_table(context).set_index("network")
+    assert list(table.index) == ["dense_cnn2", "sparse_cnn1", "sparse_cnn2"]  # paper order
+    assert table.loc["sparse_cnn1", "status"] == "not started"
+    assert np.isnan(table.loc["sparse_cnn1", "test_best_mean"])
+    assert "0 of 1 (NOT STARTED)" in report.markdown_frame(table.reset_index(), context
+                                                           ).to_string()
+
+
+def test_subset_runs_are_not_compared(tmp_path):
+    exp_dir = tmp_path / "smoke"
+    write_run(exp_dir, "dense_cnn2", 1, [50.0], [900], epochs=1, num_test=200, test_limit=200)
+    row, context = table_row(exp_dir, "dense_cnn2")
+    assert "data.test_limit=200" in context.problem
+    assert np.isnan(row.test_best_delta) and not row.compared_with_paper
+    assert row.paper_test_mean == 99.31  # still shown, for reference
+    assert "not compared" in report.table_title(context)
+
+
+def test_synthetic_gsc_is_labelled_everywhere_and_not_compared(tmp_path):
+    exp_dir = tmp_path / "gsc_fake"
+    for seed in (42, 43):
+        write_run(exp_dir, "sparse_cnn2", seed, [90.0, 92.0], [8000, 9000], epochs=2,
+                  dataset="gsc", source="synthetic", num_test=2552)
+    row, context = table_row(exp_dir, "sparse_cnn2")
+    phrase = "synthetic stand-in, not the Speech Commands dataset"
+    assert phrase in report.table_title(context) and "not compared" in report.table_title(context)
+    assert np.isnan(row.test_best_delta) and not row.compared_with_paper
+    assert phrase in row.data
+    for fig, frame in report.build_figures(context).values():
+        assert phrase in fig.get_suptitle()
+        assert frame.data.str.contains(phrase).all()
+    report.write_report(exp_dir)
+    md = (exp_dir / "table.md").read_text()
+    assert md.startswith(f"# Google Speech Commands ({phrase})")
+    assert "σ)" not in md and "paper, reference only" in md
+    assert "noisy_digits.png" not in os.listdir(exp_dir)
+
+
+def test_noisy_digits_never_download(tmp_path):
+    root = tmp_path / "no-data"
+    assert report.write_noisy_digits(tmp_path, root) == []
+    assert not root.exists()
+
+
+def test_notebook_runs_on_a_fake_results_folder(mnist_dir, monkeypatch):
+    from nbclient import NotebookClient
+    monkeypatch.setenv("RESULTS_DIR", str(mnist_dir))
+    nb = nbformat.read(REPO / "notebooks" / "results.ipynb", as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    text = json.dumps([cell.get("outputs", []) for cell in nb.cells])
+    assert "Dense CNN-2" in text and "image/png" in text

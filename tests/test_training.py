@@ -1,0 +1,124 @@
+"""The training job on tiny real MNIST: schedules, determinism, resumption, suites, --smoke."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments import job as job_module
+from experiments.config import ConfigError
+from experiments.experiment import load_experiment
+from experiments.job import run_job
+from experiments.records import read_jsonl
+from experiments.suite import run_experiment
+
+REPO = Path(__file__).resolve().parent.parent
+TIMING = ("seconds", "train_seconds", "eval_seconds")
+TINY = ["data.train_limit=96", "data.test_limit=40", "noise.levels=[0.0, 0.25, 0.5]"]
+
+
+def tiny_job(mnist_root, network="sparse_cnn2", epochs=3, extra=()):
+    exp = load_experiment(REPO / "configs/mnist_table1.yaml",
+                          [*TINY, f"train.epochs={epochs}", f"data.root={mnist_root}", *extra])
+    return exp.networks[network]
+
+
+def strip_timing(records):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+
+
+def test_learning_rate_boost_and_batch_size_schedules(mnist_root, tmp_path):
+    records = run_job(tiny_job(mnist_root), "sparse_cnn2", 42, tmp_path, progress=False)
+    assert [r["epoch"] for r in records] == [0, 1, 2]
+    assert [r["lr"] for r in records] == pytest.approx([0.02, 0.02 * 0.8, 0.02 * 0.64])
+    assert [r["boost_strength"] for r in records] == pytest.approx([1.5, 1.275, 1.08375])
+    assert [r["batch_size"] for r in records] == [4, 64, 64]
+    r = records[-1]
+    assert r["noise_score"] == sum(r["noise_correct"].values())
+    assert r["test_accuracy"] == pytest.approx(100 * r["noise_correct"]["0.00"] / 40)
+    assert (tmp_path / "done").is_file() and (tmp_path / "checkpoint.pt").is_file()
+    provenance = json.loads((tmp_path / "provenance.json").read_text())["sessions"]
+    assert provenance[0]["epochs"] == [0, 3] and provenance[0]["wall_seconds"] > 0
+
+
+def test_dense_network_records_no_boost(mnist_root, tmp_path):
+    records = run_job(tiny_job(mnist_root, "dense_cnn2", 1), "dense_cnn2", 1, tmp_path,
+                      progress=False)
+    assert records[0]["boost_strength"] is None and records[0]["batch_size"] == 64
+
+
+def test_same_seed_same_metrics_and_other_seed_differs(mnist_root, tmp_path):
+    job = tiny_job(mnist_root, epochs=2)
+    a = run_job(job, "sparse_cnn2", 7, tmp_path / "a", progress=False)
+    b = run_job(job, "sparse_cnn2", 7, tmp_path / "b", progress=False)
+    c = run_job(job, "sparse_cnn2", 8, tmp_path / "c", progress=False)
+    assert strip_timing(a) == strip_timing(b)
+    assert strip_timing(a) != strip_timing(c)
+
+
+def test_interrupted_run_resumes_to_the_same_final_metrics(mnist_root, tmp_path, monkeypatch):
+    job = tiny_job(mnist_root, epochs=3)
+    reference = run_job(job, "sparse_cnn2", 3, tmp_path / "ref", progress=False)
+    real_run_epoch = job_module.run_epoch
+
+    def interrupt_at_epoch_2(*args, **kwargs):
+        if args[5] == 2:  # the epoch argument
+            raise KeyboardInterrupt
+        return real_run_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(job_module, "run_epoch", interrupt_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(job, "sparse_cnn2", 3, tmp_path / "cut", progress=False)
+    assert len(read_jsonl(tmp_path / "cut" / "metrics.jsonl")) == 2
+    assert not (tmp_path / "cut" / "done").exists()
+    monkeypatch.setattr(job_module, "run_epoch", real_run_epoch)
+    resumed = run_job(job, "sparse_cnn2", 3, tmp_path / "cut", progress=False)
+    assert strip_timing(resumed) == strip_timing(reference)
+    sessions = json.loads((tmp_path / "cut" / "provenance.json").read_text())["sessions"]
+    assert [s["epochs"] for s in sessions] == [[0, 3], [2, 3]]
+    assert sessions[0]["finished"] is None and sessions[1]["finished"]
+
+
+def test_suite_skips_finished_jobs_and_refuses_to_overwrite(mnist_root, tmp_path, capsys):
+    overrides = [*TINY, "train.epochs=1", f"data.root={mnist_root}", "seeds=[1, 2]",
+                 "run=[sparse_cnn1]"]
+    exp = load_experiment(REPO / "configs/mnist_table1.yaml", overrides)
+    run_experiment(exp, tmp_path)
+    done = tmp_path / "mnist_table1" / "sparse_cnn1" / "seed-2" / "done"
+    stamp = done.stat().st_mtime_ns
+    run_experiment(exp, tmp_path)
+    assert "2 already done, 0 to run" in capsys.readouterr().out
+    assert done.stat().st_mtime_ns == stamp
+    changed = load_experiment(REPO / "configs/mnist_table1.yaml", overrides + ["train.lr=0.5"])
+    with pytest.raises(ConfigError, match="different config .*train.*--force"):
+        run_experiment(changed, tmp_path)
+    run_experiment(changed, tmp_path, force=True)
+    record = read_jsonl(done.parent / "metrics.jsonl")[0]
+    assert record["lr"] == 0.5
+
+
+def test_parallel_jobs_finish_every_run(mnist_root, tmp_path):
+    overrides = [*TINY, "train.epochs=1", f"data.root={mnist_root}", "seeds=[1]",
+                 "run=[sparse_cnn1, dense_cnn2_sp3]"]
+    exp = load_experiment(REPO / "configs/mnist_table1.yaml", overrides)
+    run_experiment(exp, tmp_path / "par", jobs=2)
+    for name in exp.run:
+        run_dir = tmp_path / "par" / "mnist_table1" / name / "seed-1"
+        assert (run_dir / "done").is_file()
+        assert len(read_jsonl(run_dir / "metrics.jsonl")) == 1
+
+
+@pytest.mark.parametrize("config", ["configs/mnist_sparse.yaml", "configs/mnist_table1.yaml"])
+def test_smoke_runs_every_mnist_config_end_to_end(config, mnist_root, tmp_path):
+    result = subprocess.run([sys.executable, "run.py", config, "--smoke", "--out", tmp_path],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    exp = load_experiment(REPO / config, smoke=True)
+    for name in exp.run:
+        records = read_jsonl(tmp_path / "smoke" / exp.experiment / name / "seed-42" /
+                             "metrics.jsonl")
+        assert len(records) == 1 and records[0]["num_test"] == 200
+        assert len(records[0]["noise_correct"]) == 11
+    assert (tmp_path / "smoke" / exp.experiment / "table.md").is_file()
