@@ -25,9 +25,9 @@ def experiment_dir(exp, out_root):
 
 
 def job_list(exp, out_root):
-    """[(network, seed, run folder)] in run order."""
+    """[(network, seed, run folder)], seed by seed, so a partial suite covers every network."""
     root = experiment_dir(exp, out_root)
-    return [(name, seed, root / name / f"seed-{seed}") for name in exp.run for seed in exp.seeds]
+    return [(name, seed, root / name / f"seed-{seed}") for seed in exp.seeds for name in exp.run]
 
 
 def prepare(exp, out_root, force=False):
