@@ -36,17 +36,35 @@ def resolved_config(job, network, seed):
 
 
 def claim_dir(out_dir, resolved):
-    """Create ``out_dir`` for this config; refuse a folder that holds another config's run."""
+    """Create ``out_dir`` for this config; refuse a folder that holds another config's run.
+
+    Keys that the code gained after the run started (new options, whose defaults keep the old
+    behaviour) are not a difference: they are added to the saved config.
+    """
     path = Path(out_dir) / "config.yaml"
-    if path.is_file():
-        existing = yaml.safe_load(path.read_text())
-        if existing != resolved:
-            changed = sorted(k for k in set(existing) | set(resolved)
-                             if existing.get(k) != resolved.get(k))
-            raise ConfigError(f"{out_dir}: holds a run of a different config (differs in "
-                              f"{', '.join(changed)}); use --force to overwrite it")
+    if not path.is_file():
+        write_yaml(path, resolved)
         return
-    write_yaml(path, resolved)
+    existing = yaml.safe_load(path.read_text())
+    changed = config_differences(existing, resolved)
+    if changed:
+        raise ConfigError(f"{out_dir}: holds a run of a different config (differs in "
+                          f"{', '.join(changed[:3])}); use --force to overwrite it")
+    if existing != resolved:
+        write_yaml(path, resolved)
+
+
+def config_differences(existing, resolved, prefix=""):
+    """Dotted keys whose values differ, ignoring keys present only in ``resolved``."""
+    if not (isinstance(existing, dict) and isinstance(resolved, dict)):
+        return [] if existing == resolved else [prefix.rstrip(".") or "(whole config)"]
+    changed = []
+    for key, value in existing.items():
+        if key not in resolved:
+            changed.append(prefix + str(key))
+        else:
+            changed += config_differences(value, resolved[key], f"{prefix}{key}.")
+    return changed
 
 
 def epoch_generator(seed, epoch):
@@ -101,9 +119,8 @@ def run_job(job, network, seed, out_dir, progress=True):
         records.append(record)
         write_jsonl(out_dir / "metrics.jsonl", records)
         save_checkpoint(out_dir, model, optimizer, epoch + 1)
-        if progress:
-            print(f"  {network} seed {seed} epoch {epoch}: test {record['test_accuracy']:.2f}%, "
-                  f"noise score {record['noise_score']:,} ({record['seconds']:.0f} s)")
+        print(f"{network} seed {seed} epoch {epoch}: test {record['test_accuracy']:.2f}%, "
+              f"noise score {record['noise_score']:,} ({record['seconds']:.0f} s)", flush=True)
     _log_session(out_dir, device, start, job.train.epochs, time.perf_counter() - t0)
     atomic_write(out_dir / "done", json.dumps({"finished": now(), "epochs": len(records)}) + "\n")
     return records

@@ -92,7 +92,7 @@ def test_suite_skips_finished_jobs_and_refuses_to_overwrite(mnist_root, tmp_path
     assert "2 already done, 0 to run" in capsys.readouterr().out
     assert done.stat().st_mtime_ns == stamp
     changed = load_experiment(REPO / "configs/mnist_table1.yaml", overrides + ["train.lr=0.5"])
-    with pytest.raises(ConfigError, match="different config .*train.*--force"):
+    with pytest.raises(ConfigError, match="different config .*train.lr.*--force"):
         run_experiment(changed, tmp_path)
     run_experiment(changed, tmp_path, force=True)
     record = read_jsonl(done.parent / "metrics.jsonl")[0]
@@ -122,3 +122,14 @@ def test_smoke_runs_every_mnist_config_end_to_end(config, mnist_root, tmp_path):
         assert len(records) == 1 and records[0]["num_test"] == 200
         assert len(records[0]["noise_correct"]) == 11
     assert (tmp_path / "smoke" / exp.experiment / "table.md").is_file()
+
+
+def test_new_config_keys_do_not_invalidate_an_existing_run(tmp_path):
+    from experiments.job import claim_dir
+    claim_dir(tmp_path, {"seed": 1, "train": {"lr": 0.1}})
+    claim_dir(tmp_path, {"seed": 1, "train": {"lr": 0.1, "new_option": False}})  # accepted
+    assert "new_option" in (tmp_path / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"differs in train\.lr"):
+        claim_dir(tmp_path, {"seed": 1, "train": {"lr": 0.2, "new_option": False}})
+    with pytest.raises(ConfigError, match=r"differs in seed"):
+        claim_dir(tmp_path, {"train": {"lr": 0.1, "new_option": False}})
