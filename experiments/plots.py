@@ -130,11 +130,15 @@ def noisy_digits_figure(grid, levels, title):
     return fig
 
 
+def save_png(fig, path, dpi=110):
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    atomic_write(path, buffer.getvalue())
+
+
 def save_figure(fig, frame, stem):
     """Write <stem>.png and <stem>.csv (the data behind it); return both paths."""
     stem = Path(stem)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    atomic_write(stem.with_suffix(".png"), buffer.getvalue())
+    save_png(fig, stem.with_suffix(".png"))
     atomic_write(stem.with_suffix(".csv"), frame.to_csv(index=False))
     return [stem.with_suffix(".png"), stem.with_suffix(".csv")]

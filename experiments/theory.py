@@ -25,7 +25,6 @@ PNG, the CSV behind every curve, the published-vs-ours tables, README.md with th
 config.yaml and provenance.json.
 """
 
-import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -34,15 +33,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from scipy.signal import fftconvolve
 from scipy.special import gammaln, logsumexp
 
 from experiments import theory_sim as sim
 from experiments.config import from_dict, parse_override, read_yaml, set_key, to_dict
+from experiments.plots import new_figure, save_png
 from experiments.records import atomic_write, markdown_table, write_table, write_yaml
 
 PAPER_QUARTER = 0.25  # the curve the paper draws and labels "a = n/2" is computed with a = n/4
@@ -459,18 +457,6 @@ PUBLISHED_MARKER = {"marker": "x", "color": "red", "markersize": 8, "markeredgew
 FREQUENCY_MARKER = {"marker": "o", "color": "black", "markersize": 3.5, "linestyle": "none"}
 IMPORTANCE_MARKER = {"marker": "D", "color": "black", "markerfacecolor": "none",
                      "markersize": 6, "linestyle": "none"}
-
-
-def new_figure(width, height):
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save_png(fig, path):
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    atomic_write(path, buffer.getvalue())
 
 
 def curve_styles(labels):
