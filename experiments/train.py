@@ -1,8 +1,8 @@
-"""The generic training loop: SGD with per-epoch learning-rate decay, and the sparse hooks.
+"""The generic training loop: SGD with per-epoch learning-rate decay.
 
-Method-specific steps are hooks on the model, not branches in the loop: the sparse weights keep
-their zeros through a gradient mask that SparseWeights installs on its weight (no per-step
-work here); after every epoch the boost strength decays (``models.update_boost_strength``). Epoch e (0-based) trains with learning rate
+Nothing here knows about sparsity. Sparse weights keep their zeros through the gradient mask
+that SparseWeights installs on its weight (no per-step work), and the job calls the model's
+after-epoch hook ``models.update_boost_strength``. Epoch e (0-based) trains with learning rate
 ``lr * lr_gamma**e`` and batch size ``first_epoch_batch_size`` when e == 0, else ``batch_size``.
 """
 
