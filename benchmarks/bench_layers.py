@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from experiments.speed import keep_freed_memory  # noqa: E402
 from models import ConvLayerConfig, HiddenLayerConfig, NetworkConfig, build_network  # noqa: E402
 
 SPARSE = NetworkConfig(conv=[ConvLayerConfig(32, 400), ConvLayerConfig(64, 300)],
@@ -56,6 +57,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
+    keep_freed_memory()  # as run.py does
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, median of {args.rounds} rounds")
     for batch_size, samples, target in ((64, 3200, 0.85), (4, 400, 0.75)):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from data import DataError
 from experiments.config import ConfigError, read_yaml
+from experiments.speed import keep_freed_memory
 
 USER_ERRORS = (ConfigError, DataError)
 
@@ -23,6 +24,7 @@ def main(args):
 
 
 def _dispatch(args):
+    keep_freed_memory()
     if args.jobs < 1:
         raise ConfigError(f"--jobs: must be >= 1, got {args.jobs}")
     task = read_yaml(args.config).get("task", "train")

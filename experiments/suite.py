@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from experiments.job import claim_dir, resolved_config, run_job
+from experiments.speed import keep_freed_memory
 
 
 def experiment_dir(exp, out_root):
@@ -70,5 +71,6 @@ def _run_parallel(exp, pending, jobs):
 
 
 def _worker(job, name, seed, run_dir, threads):
+    keep_freed_memory()
     torch.set_num_threads(threads)
     return run_job(job, name, seed, run_dir, progress=False)

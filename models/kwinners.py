@@ -39,8 +39,8 @@ def k_winners(x, k, scores=None):
 
     ``scores`` defaults to ``x`` (pass boosted values to boost). Exactly k winners per row; ties
     go to whichever index torch.topk returns. Returns (output (B, n), winner indices (B, k)).
-    Only B*k values are gathered and scattered, so the gradient is 1 at the winners and 0
-    elsewhere without building a (B, n) mask.
+    Only the B*k winning values are gathered and scattered (no (B, n) mask), so autograd's
+    gradient is 1 at the winners and 0 elsewhere.
     """
     scores = x.detach() if scores is None else scores
     winners = scores.topk(k, dim=1, sorted=False).indices
@@ -76,11 +76,11 @@ class _KWinnersBase(nn.Module):
         return k_eval if self.n is None else min(k_eval, self.n)
 
     def boost_factors(self):
-        """b = exp(beta * (k/n - d)), shaped like ``duty_cycle``; None when beta == 0."""
-        beta = self.boost_strength.item()
-        if beta == 0.0:
-            return None
-        return torch.exp(beta * (self.k / self.n - self.duty_cycle))
+        """b = exp(beta * (k/n - d)), shaped like ``duty_cycle`` (all ones when beta == 0).
+
+        Computed with tensor ops only (no ``.item()``), so a GPU never waits for the host.
+        """
+        return torch.exp(self.boost_strength * (self.k / self.n - self.duty_cycle))
 
     def update_boost_strength(self):
         """beta <- beta * boost_strength_factor (call once after each training epoch)."""
@@ -90,10 +90,8 @@ class _KWinnersBase(nn.Module):
         """k-winners on ``x`` (B, n) where each duty cycle covers ``group`` consecutive entries."""
         b = x.shape[0]
         k = self.k if self.training else self.k_eval
-        scores = x.detach()
-        boost = self.boost_factors()  # (n / group,)
-        if boost is not None:
-            scores = (scores.view(b, -1, group) * boost.view(1, -1, 1)).view(b, -1)
+        boost = self.boost_factors().view(1, -1, 1)  # (1, n / group, 1)
+        scores = (x.detach().view(b, -1, group) * boost).view(b, -1)
         out, winners = k_winners(x, k, scores)
         if self.training:
             self._update_duty_cycle(winners, out.detach().gather(1, winners) > 0, group)
@@ -104,15 +102,15 @@ class _KWinnersBase(nn.Module):
         """d <- (d * (period - B) + active) / period, period = min(P, samples seen so far).
 
         ``active`` counts, per duty cycle, the winners with a positive output in this batch of
-        B samples, divided by ``group`` (H*W for a channel: the mean over positions).
+        B samples, divided by ``group`` (H*W for a channel: the mean over positions). Written
+        as d <- d + (B / period) * (active / B - d), with tensor ops only (no host sync).
         """
         batch = winners.shape[0]
         units = winners if group == 1 else winners.div(group, rounding_mode="floor")
-        active = torch.bincount(units.flatten(), weights=positive.flatten().to(self.duty_cycle),
-                                minlength=self.duty_cycle.numel())
-        self.samples_seen += batch
-        period = min(self.duty_cycle_period, int(self.samples_seen))
-        self.duty_cycle.mul_((period - batch) / period).add_(active, alpha=1.0 / (period * group))
+        active = torch.zeros_like(self.duty_cycle).index_add_(
+            0, units.flatten(), positive.flatten().to(self.duty_cycle))
+        period = self.samples_seen.add_(batch).clamp(max=self.duty_cycle_period)
+        self.duty_cycle.lerp_(active / (batch * group), batch / period)
 
     def extra_repr(self):
         return (f"n={self.n}, k={self.k}, k_eval={self.k_eval}, "

@@ -9,10 +9,12 @@ Unlike DropConnect, which zeroes a *new* random subset of weights at every train
 keeps all of them at test time, this mask is fixed at construction and the same at training
 and inference: the network really is sparse, with ``density`` of the weights non-zero.
 
-The zeros are kept exact by masking the weight's gradient (a tensor hook), so any optimizer
-whose update is zero for a zero weight with zero gradient (SGD with momentum, weight decay and
-Nesterov; Adam; AdamW) leaves them at zero; ``rezero_weights()`` reapplies the mask for code
-that edits the weights directly, and the training loop calls it after every step.
+The zeros are kept exact by masking the weight's gradient in place as soon as backward has
+accumulated it (a post-accumulate-grad hook). Any optimizer whose update is zero for a zero
+weight with a zero gradient (SGD with momentum, weight decay and Nesterov; Adam; AdamW) then
+leaves them at zero, and its state (momentum) at masked positions stays zero too, with no
+per-step call from the training loop. ``rezero_weights()`` reapplies the mask for code that
+edits the weights directly.
 """
 
 import torch
@@ -46,11 +48,12 @@ class SparseWeights(nn.Module):
         zeros = int(round((1.0 - density) * fan_in))
         mask = random_mask(out_units, fan_in, zeros, generator).view_as(module.weight)
         self.register_buffer("mask", mask.to(module.weight))
-        module.weight.register_hook(self._mask_gradient)
+        module.weight.register_post_accumulate_grad_hook(self._mask_gradient)
         self.rezero_weights()
 
-    def _mask_gradient(self, grad):
-        return grad * self.mask
+    @torch.no_grad()
+    def _mask_gradient(self, weight):
+        weight.grad.mul_(self.mask)  # in place: no new (out, in) tensor per step
 
     @torch.no_grad()
     def rezero_weights(self):
