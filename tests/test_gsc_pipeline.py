@@ -1,0 +1,41 @@
+"""Speech Commands end to end through run.py on a tiny generated folder (no espeak needed)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments.experiment import load_experiment
+from experiments.records import read_jsonl
+from tests.test_speech_commands import make_dataset
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("config", ["configs/gsc_sparse.yaml", "configs/gsc_table2.yaml"])
+def test_smoke_trains_sweeps_noise_and_reports(config, tmp_path):
+    folder = make_dataset(tmp_path / "gsc", train_per_digit=4)
+    result = subprocess.run([sys.executable, "run.py", config, "--smoke", "--out", tmp_path,
+                             "--set", f"data.root={folder}", "--set", "data.download=false"],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    # 10 digits x 7 clips + 4 extra zeros, minus the 4 digit clips in the two list files
+    assert "Speech Commands v0.01, digits: 70 training clips (+7 silence)" in result.stdout
+    exp = load_experiment(REPO / config, smoke=True)
+    for name in exp.run:
+        (record,) = read_jsonl(tmp_path / "smoke" / exp.experiment / name / "seed-42" /
+                               "metrics.jsonl")
+        assert record["num_test"] == 2  # the two digit clips of testing_list.txt
+        assert len(record["noise_correct"]) == 11
+        assert record["noise_score"] == sum(record["noise_correct"].values())
+        assert record["batch_size"] == exp.networks[name].train.batch_size
+    table = (tmp_path / "smoke" / exp.experiment / "table.md").read_text()
+    assert "Google Speech Commands" in table
+
+
+def test_synthetic_runs_are_labelled_as_the_stand_in(tmp_path):
+    exp = load_experiment(REPO / "configs/gsc_synthetic.yaml")
+    assert all(job.data.source == "synthetic" for job in exp.networks.values())
+    assert exp.experiment == "gsc_synthetic" and set(exp.run) == {
+        "dense_cnn2", "dense_cnn2_dr05", "sparse_cnn2", "super_sparse_cnn2"}
