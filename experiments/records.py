@@ -54,11 +54,12 @@ def now():
 
 
 def git_commit():
-    """'<sha>' or '<sha>-dirty' of this repository, or 'unknown' outside git."""
+    """'<sha>', or '<sha>-dirty' when tracked code differs from it (results/ aside)."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)results"],
                                cwd=REPO, capture_output=True, text=True, timeout=10).stdout
         return (sha + ("-dirty" if dirty.strip() else "")) if sha else "unknown"
     except (OSError, subprocess.SubprocessError):
