@@ -39,15 +39,16 @@ def main():
     task = MNISTTask(DataConfig(root="datasets", download=False))
     device = torch.device("cpu")
     x, y = task.test_set()
+    batch = job.train.test_batch_size
     plain, sweep, draw = [], [], []
     for _ in range(args.rounds):
-        plain.append(timed(lambda: [count_correct(model, x, y, 1000, device) for _ in range(11)]))
+        plain.append(timed(lambda: [count_correct(model, x, y, batch, device) for _ in range(11)]))
         draw.append(timed(lambda: NoiseSweep(task, DEFAULT_LEVELS, 42, device)))
         noise = NoiseSweep(task, DEFAULT_LEVELS, 42, device)
-        sweep.append(timed(lambda: noise.run(model, 1000, device)))
+        sweep.append(timed(lambda: noise.run(model, batch, device)))
     p, s, d = (statistics.median(v) for v in (plain, sweep, draw))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"median of {args.rounds} rounds, Sparse CNN-2, 10,000 test images")
+          f"median of {args.rounds} rounds, Sparse CNN-2, 10,000 test images, batch {batch}")
     print(f"11 plain evaluation passes: {p:.2f} s")
     print(f"noise sweep per epoch:      {s:.2f} s  (ratio {s / p:.2f}, target <= 1.3)")
     print(f"one-time noise draw:        {d:.2f} s  (first epoch incl. draw: ratio "
