@@ -31,9 +31,13 @@ def describe_network(name, job):
     for layer, act, density in layer_rows(job.model):
         dens = "" if density == 1.0 else f", weights {density:.0%}"
         layers.append(f"{layer} [{act}{dens}]")
+    train, model = job.train, job.model
     return {"network": name, "label": job.label, "layers": "; ".join(layers),
-            "hidden_density": job.model.hidden.density,
-            "k_inference_factor": job.model.k_inference_factor,
+            "hidden_density": model.hidden.density, "k_inference_factor": model.k_inference_factor,
+            "boost": f"{model.boost_strength} x {model.boost_strength_factor}/epoch",
+            "lr": train.lr, "lr_gamma": train.lr_gamma, "momentum": train.momentum,
+            "weight_decay": train.weight_decay, "batch": f"{train.batch_size_at(0)} then "
+            f"{train.batch_size}", "epochs": train.epochs,
             "total_params": total, "nonzero_params": nonzero}
 
 
