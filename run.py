@@ -26,6 +26,9 @@ if __name__ == "__main__":
     parser.add_argument("--smoke", action="store_true",
                         help="a seconds-long run: few samples, one epoch, first seed")
     parser.add_argument("--jobs", type=int, default=1, help="parallel training processes")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per job (default: all cores / jobs); use 1 when "
+                             "other programs share the cores")
     parser.add_argument("--out", default="results", help="results folder (default: results)")
     parser.add_argument("--force", action="store_true",
                         help="overwrite existing runs of this experiment")

@@ -27,6 +27,8 @@ def _dispatch(args):
     keep_freed_memory()
     if args.jobs < 1:
         raise ConfigError(f"--jobs: must be >= 1, got {args.jobs}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads: must be >= 1, got {args.threads}")
     task = read_yaml(args.config).get("task", "train")
     if task == "theory":
         from experiments.theory import run_theory
@@ -42,7 +44,7 @@ def _dispatch(args):
         describe(exp, experiment_dir(exp, out))
         return 0
     if not args.report:
-        run_experiment(exp, out, jobs=args.jobs, force=args.force)
+        run_experiment(exp, out, jobs=args.jobs, force=args.force, threads=args.threads)
     from experiments.report import write_report
     write_report(experiment_dir(exp, out))
     return 0

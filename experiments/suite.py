@@ -4,7 +4,9 @@
     <out>/<experiment>/table.md, table.csv, *.png   the report, rebuilt from the records
 
 Rerunning skips finished jobs and resumes unfinished ones. ``--jobs N`` runs N jobs in
-parallel processes, each with cpu_count / N threads.
+parallel processes, each with cpu_count / N torch threads unless ``threads`` says otherwise.
+(Oversubscribed threads are very costly: a 2-thread job sharing 2 cores with two others ran
+30x slower than with 1 thread.)
 """
 
 import os
@@ -41,23 +43,26 @@ def prepare(exp, out_root, force=False):
     return [j for j in jobs if not (j[2] / "done").is_file()]
 
 
-def run_experiment(exp, out_root, jobs=1, force=False):
+def run_experiment(exp, out_root, jobs=1, force=False, threads=None):
     """Run all unfinished jobs of ``exp``; return the experiment folder."""
     pending = prepare(exp, out_root, force)
+    if threads is None and jobs > 1:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
     total = len(exp.run) * len(exp.seeds)
     print(f"{exp.experiment}: {total} jobs, {total - len(pending)} already done, "
           f"{len(pending)} to run" + (f" on {jobs} processes" if jobs > 1 and pending else ""))
     if jobs <= 1:
+        if threads:  # else torch's default: one per physical core
+            torch.set_num_threads(threads)
         for name, seed, run_dir in pending:
             print(f"{name} seed {seed} -> {run_dir}")
             run_job(exp.networks[name], name, seed, run_dir, progress=True)
     else:
-        _run_parallel(exp, pending, jobs)
+        _run_parallel(exp, pending, jobs, threads)
     return experiment_dir(exp, out_root)
 
 
-def _run_parallel(exp, pending, jobs):
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+def _run_parallel(exp, pending, jobs, threads):
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(_worker, exp.networks[name], name, seed, run_dir, threads):
                    (name, seed) for name, seed, run_dir in pending}
