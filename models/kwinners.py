@@ -28,7 +28,6 @@ the frozen duty cycles. ``update_boost_strength()`` (once per epoch) multiplies 
 ``boost_strength_factor``.
 """
 
-import math
 
 import torch
 from torch import nn

@@ -14,7 +14,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Optional
 
-import torch
 from torch import nn
 
 from models.kwinners import KWinners, KWinners2d
@@ -116,8 +115,9 @@ def build_network(cfg):
     c, h, w = conv_output_sizes(cfg)[-1] if cfg.conv else cfg.input_shape
     hidden = cfg.hidden
     linear = nn.Linear(c * h * w, hidden.units)
-    layers += [("flatten", nn.Flatten()),
-               ("linear", linear if hidden.density == 1.0 else SparseWeights(linear, hidden.density))]
+    if hidden.density < 1.0:
+        linear = SparseWeights(linear, hidden.density)
+    layers += [("flatten", nn.Flatten()), ("linear", linear)]
     if cfg.batch_norm:
         layers.append(("bn", nn.BatchNorm1d(hidden.units, affine=False)))
     if cfg.dropout > 0:

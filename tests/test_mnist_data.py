@@ -30,7 +30,8 @@ def test_idx_header_and_payload():
     idx = mnist.idx_bytes(images)
     assert np.frombuffer(idx[:16], ">i4").tolist() == [2051, 2, 28, 28]
     assert idx[16:] == images.tobytes()
-    assert np.frombuffer(mnist.idx_bytes(np.array([3, 1], np.uint8))[:8], ">i4").tolist() == [2049, 2]
+    labels = mnist.idx_bytes(np.array([3, 1], np.uint8))
+    assert np.frombuffer(labels[:8], ">i4").tolist() == [2049, 2] and labels[8:] == b"\x03\x01"
 
 
 def test_rebuilt_files_read_back_through_torchvision(tmp_path):
