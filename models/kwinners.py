@@ -38,12 +38,20 @@ def k_winners(x, k, scores=None):
 
     ``scores`` defaults to ``x`` (pass boosted values to boost). Exactly k winners per row; ties
     go to whichever index torch.topk returns. Returns (output (B, n), winner indices (B, k)).
-    Only the B*k winning values are gathered and scattered (no (B, n) mask), so autograd's
-    gradient is 1 at the winners and 0 elsewhere.
     """
-    scores = x.detach() if scores is None else scores
+    out, winners, _ = _k_winners(x, k, x.detach() if scores is None else scores)
+    return out, winners
+
+
+def _k_winners(x, k, scores):
+    """k_winners that also returns the winners' values (B, k).
+
+    Only the B*k winning values are gathered and scattered into a fresh zero tensor (no (B, n)
+    mask, no copy of the zeros), so autograd's gradient is 1 at the winners and 0 elsewhere.
+    """
     winners = scores.topk(k, dim=1, sorted=False).indices
-    return x.new_zeros(x.shape).scatter(1, winners, x.gather(1, winners)), winners
+    values = x.gather(1, winners)
+    return x.new_zeros(x.shape).scatter_(1, winners, values), winners, values
 
 
 def _check_k(k, n):
@@ -91,9 +99,9 @@ class _KWinnersBase(nn.Module):
         k = self.k if self.training else self.k_eval
         boost = self.boost_factors().view(1, -1, 1)  # (1, n / group, 1)
         scores = (x.detach().view(b, -1, group) * boost).view(b, -1)
-        out, winners = k_winners(x, k, scores)
+        out, winners, values = _k_winners(x, k, scores)
         if self.training:
-            self._update_duty_cycle(winners, out.detach().gather(1, winners) > 0, group)
+            self._update_duty_cycle(winners, values.detach() > 0, group)
         return out
 
     @torch.no_grad()
