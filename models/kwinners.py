@@ -101,7 +101,7 @@ class _KWinnersBase(nn.Module):
         scores = (x.detach().view(b, -1, group) * boost).view(b, -1)
         out, winners, values = _k_winners(x, k, scores)
         if self.training:
-            self._update_duty_cycle(winners, values.detach() > 0, group)
+            self._update_duty_cycle(winners, values > 0, group)
         return out
 
     @torch.no_grad()
