@@ -26,11 +26,29 @@ Duty cycles change only in training mode; in eval mode the layer keeps ``k_infer
 times more winners, ``k_eval = min(round(k * k_inference_factor), n)``, and still boosts with
 the frozen duty cycles. ``update_boost_strength()`` (once per epoch) multiplies beta by
 ``boost_strength_factor``.
+
+Two implementations compute this. ``_k_winners`` (torch.topk, gather, scatter; autograd does
+the rest) serves every device and dtype and is the reference. For float32 tensors on the CPU
+a numba kernel (``_kwinners_cpu``) selects the same winners by radix selection, marks the
+losers and updates the duty cycles in one call, and the layer zeroes the losers with
+``masked_fill``; tests check that both give identical outputs and gradients.
 """
 
 
+import os
+
 import torch
 from torch import nn
+
+try:  # numba comes with librosa; without it every device uses the torch ops below
+    from models import _kwinners_cpu
+except ImportError:  # pragma: no cover - numba is in requirements.txt
+    _kwinners_cpu = None
+
+# "auto": numba kernels for float32 CPU tensors, torch ops elsewhere; "torch": torch ops always
+# (for tracing, export or comparison). Read at import; tests and benchmarks may set it directly.
+BACKEND = os.environ.get("KWINNERS_BACKEND", "auto")
+_PARALLEL_MIN = 1 << 15  # values per call below which the CPU kernel runs on one thread
 
 
 def k_winners(x, k, scores=None):
@@ -49,9 +67,60 @@ def _k_winners(x, k, scores):
     Only the B*k winning values are gathered and scattered into a fresh zero tensor (no (B, n)
     mask, no copy of the zeros), so autograd's gradient is 1 at the winners and 0 elsewhere.
     """
-    winners = scores.topk(k, dim=1, sorted=False).indices
+    winners = _order_keys(scores).topk(k, dim=1, sorted=False).indices
     values = x.gather(1, winners)
     return x.new_zeros(x.shape).scatter_(1, winners, values), winners, values
+
+
+def _order_keys(scores):
+    """On CPU, int32 keys that sort like the float ``scores``; on other devices ``scores``.
+
+    torch.topk on CPU runs std::nth_element over (value, index) pairs; with float values its
+    comparator also tests for NaN, and on fresh data each step that is about 1.5x slower than
+    the same selection on int32. Reading a float's bits as int32 and flipping the magnitude
+    bits of negative numbers gives an integer that orders exactly like the float (-0.0 just
+    below +0.0; a NaN with the sign bit clear above +inf, as topk ranks NaN). CUDA's radix
+    top-k gains nothing from this, so there the floats are used as they are.
+    """
+    if scores.device.type != "cpu" or scores.dtype != torch.float32:
+        return scores
+    bits = scores.contiguous().view(torch.int32)
+    return (bits >> 31).bitwise_and_(0x7FFFFFFF).bitwise_xor_(bits)
+
+
+def _use_cpu_kernel(x, duty_cycle):
+    """Whether the numba kernel serves ``x``: float32 on the CPU, backend "auto", not tracing."""
+    return (_kwinners_cpu is not None and BACKEND == "auto" and x.device.type == "cpu"
+            and x.dtype == torch.float32 and duty_cycle.dtype == torch.float32
+            and duty_cycle.device.type == "cpu" and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling())
+
+
+def _cpu_losers(layer, x, boost, group, k):
+    """(B, n) bool mask of the non-winners of ``x``, from the numba kernel.
+
+    Same winners as ``_k_winners`` on the boosted scores (exact ties go to the lowest index).
+    In training mode the kernel also updates ``layer``'s duty cycles and sample count, with the
+    arithmetic of ``_update_duty_cycle``.
+    """
+    x = x.detach().contiguous()
+    losers = torch.empty(x.shape, dtype=torch.bool)
+    args = (x.numpy(), boost.detach().contiguous().numpy(), group, k, losers.numpy(),
+            layer.duty_cycle.numpy(), layer.samples_seen.view(1).numpy(),
+            layer.duty_cycle_period, layer.training)
+    chunks = _chunks(x)
+    if chunks == 1:
+        _kwinners_cpu.forward(*args)
+    else:
+        _kwinners_cpu.forward_parallel(*args, chunks)
+    return losers
+
+
+def _chunks(x):
+    """Parallel tasks for one kernel call: torch's thread count for large inputs, else 1."""
+    if x.numel() < _PARALLEL_MIN:
+        return 1
+    return max(1, min(x.shape[0], torch.get_num_threads()))
 
 
 def _check_k(k, n):
@@ -97,25 +166,26 @@ class _KWinnersBase(nn.Module):
         """k-winners on ``x`` (B, n) where each duty cycle covers ``group`` consecutive entries."""
         b = x.shape[0]
         k = self.k if self.training else self.k_eval
-        boost = self.boost_factors().view(1, -1, 1)  # (1, n / group, 1)
-        scores = (x.detach().view(b, -1, group) * boost).view(b, -1)
+        boost = self.boost_factors()  # (n / group,)
+        if _use_cpu_kernel(x, self.duty_cycle):
+            return x.masked_fill(_cpu_losers(self, x, boost, group, k), 0.0)
+        scores = (x.detach().view(b, -1, group) * boost.view(1, -1, 1)).view(b, -1)
         out, winners, values = _k_winners(x, k, scores)
         if self.training:
-            self._update_duty_cycle(winners, values > 0, group)
+            units = winners if group == 1 else winners.div(group, rounding_mode="floor")
+            active = torch.zeros_like(self.duty_cycle).index_add_(
+                0, units.flatten(), (values > 0).flatten().to(self.duty_cycle))
+            self._update_duty_cycle(active, b, group)
         return out
 
     @torch.no_grad()
-    def _update_duty_cycle(self, winners, positive, group):
+    def _update_duty_cycle(self, active, batch, group):
         """d <- (d * (period - B) + active) / period, period = min(P, samples seen so far).
 
         ``active`` counts, per duty cycle, the winners with a positive output in this batch of
         B samples, divided by ``group`` (H*W for a channel: the mean over positions). Written
         as d <- d + (B / period) * (active / B - d), with tensor ops only (no host sync).
         """
-        batch = winners.shape[0]
-        units = winners if group == 1 else winners.div(group, rounding_mode="floor")
-        active = torch.zeros_like(self.duty_cycle).index_add_(
-            0, units.flatten(), positive.flatten().to(self.duty_cycle))
         period = self.samples_seen.add_(batch).clamp(max=self.duty_cycle_period)
         self.duty_cycle.lerp_(active / (batch * group), batch / period)
 

@@ -1,11 +1,22 @@
-"""Invariants of k-winners (PAPER_SPEC section 1.1 and 1.2), not just shapes."""
+"""Invariants of k-winners (PAPER_SPEC section 1.1 and 1.2), not just shapes.
+
+Every test runs twice: with the numba CPU kernel (backend "auto", the default on CPU) and with
+the torch ops that serve every other device (backend "torch").
+"""
 
 import math
 
 import pytest
 import torch
 
+import models.kwinners as kwinners_module
 from models import KWinners, KWinners2d
+
+
+@pytest.fixture(autouse=True, params=["auto", "torch"])
+def backend(request, monkeypatch):
+    monkeypatch.setattr(kwinners_module, "BACKEND", request.param)
+    return request.param
 
 
 def active_per_sample(y):

@@ -1,0 +1,108 @@
+"""The numba CPU kernel selects exactly the winners torch.topk does, and keeps the same state."""
+
+import pytest
+import torch
+
+import models.kwinners as kwinners_module
+from models import KWinners, KWinners2d
+from models import _kwinners_cpu
+
+pytestmark = pytest.mark.skipif(_kwinners_cpu is None, reason="numba not installed")
+
+
+def kernel_winners(scores, k):
+    """Winner indices (B, k), sorted, from the kernel with unit boost."""
+    rows, n = scores.shape
+    losers = torch.empty(rows, n, dtype=torch.bool)
+    duty, seen = torch.zeros(n), torch.zeros(1, dtype=torch.long)
+    _kwinners_cpu.forward(scores.contiguous().numpy(), torch.ones(n).numpy(), 1, k,
+                          losers.numpy(), duty.numpy(), seen.numpy(), 1000, False)
+    assert (~losers).sum(1).tolist() == [k] * rows
+    return torch.nonzero(~losers)[:, 1].view(rows, k)
+
+
+@pytest.mark.parametrize("n, k", [(1, 1), (7, 7), (700, 100), (1024, 300), (4608, 400),
+                                  (5000, 1), (100_000, 4_000)])
+def test_winners_equal_torch_topk_on_random_rows(n, k):
+    torch.manual_seed(n + k)
+    scores = torch.randn(6, n) * torch.logspace(-30, 30, 6).view(6, 1)  # tiny to huge values
+    expected = scores.topk(k, dim=1).indices.sort(1).values
+    assert torch.equal(kernel_winners(scores, k), expected)
+
+
+def test_ties_go_to_the_lowest_indices_and_signed_zeros_order():
+    scores = torch.zeros(3, 10)
+    scores[1] = 1.0
+    scores[2, [2, 5, 7]] = 2.0  # three clear winners, then ties among the zeros
+    assert kernel_winners(scores, 4).tolist() == [[0, 1, 2, 3], [0, 1, 2, 3], [0, 2, 5, 7]]
+    signed = torch.tensor([[-0.0, 0.0, -1.0, -0.0]])
+    assert kernel_winners(signed, 1).tolist() == [[1]]  # +0.0 ranks above -0.0
+
+
+def test_extreme_values_rank_as_floats():
+    row = torch.tensor([[float("-inf"), -3e38, -1e-45, 0.0, 1e-45, 2.5, 3e38, float("inf")]])
+    for k in range(1, 9):
+        assert kernel_winners(row, k).tolist() == [list(range(8 - k, 8))]
+    # near-ties that differ only in the last mantissa bit (resolved by the last radix pass)
+    base = torch.full((1, 64), 1.0)
+    base[0, 40] = torch.nextafter(torch.tensor(1.0), torch.tensor(2.0))
+    assert kernel_winners(base, 1).tolist() == [[40]]
+
+
+def run_layer(make, shape, backend, steps, monkeypatch):
+    monkeypatch.setattr(kwinners_module, "BACKEND", backend)
+    torch.manual_seed(0)
+    layer = make()
+    outs, grads = [], []
+    for step in range(steps):
+        x = torch.randn(*shape, requires_grad=True)
+        y = layer(x)
+        (y * torch.arange(y.numel()).view_as(y).sin()).sum().backward()
+        outs.append(y.detach())
+        grads.append(x.grad)
+    layer.eval()
+    outs.append(layer(torch.randn(*shape)))  # eval: more winners, frozen duty cycles
+    return outs, grads, layer
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: KWinners(700, 100, k_inference_factor=1.5, boost_strength=1.5), (64, 700)),
+    (lambda: KWinners2d(32, 400, k_inference_factor=1.5, boost_strength=1.5), (8, 32, 12, 12)),
+    (lambda: KWinners2d(64, 300, boost_strength=1.5, duty_cycle_period=40), (16, 64, 4, 4)),
+])
+def test_kernel_and_torch_backends_agree_over_training_steps(make, shape, monkeypatch):
+    out_k, grad_k, layer_k = run_layer(make, shape, "auto", 6, monkeypatch)
+    out_t, grad_t, layer_t = run_layer(make, shape, "torch", 6, monkeypatch)
+    for a, b in zip(out_k, out_t):
+        assert torch.equal(a, b)
+    for a, b in zip(grad_k, grad_t):
+        assert torch.equal(a, b)
+    assert torch.allclose(layer_k.duty_cycle, layer_t.duty_cycle, rtol=1e-6, atol=1e-9)
+    assert layer_k.duty_cycle.abs().sum() > 0
+    assert layer_k.samples_seen.item() == layer_t.samples_seen.item() == 6 * shape[0]
+
+
+def test_parallel_kernel_matches_the_serial_one(monkeypatch):
+    make = lambda: KWinners2d(32, 400, boost_strength=1.5)  # noqa: E731
+    shape = (64, 32, 12, 12)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr(kwinners_module, "_PARALLEL_MIN", 0)
+        assert kwinners_module._chunks(torch.empty(64, 4608)) == 2
+        out_p, grad_p, layer_p = run_layer(make, shape, "auto", 3, monkeypatch)
+        monkeypatch.setattr(kwinners_module, "_PARALLEL_MIN", 10**12)
+        out_s, grad_s, layer_s = run_layer(make, shape, "auto", 3, monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(out_p, out_s))
+    assert all(torch.equal(a, b) for a, b in zip(grad_p, grad_s))
+    assert torch.equal(layer_p.duty_cycle, layer_s.duty_cycle)
+
+
+def test_kernel_serves_only_float32_cpu_tensors():
+    layer = KWinners(10, 3)
+    assert kwinners_module._use_cpu_kernel(torch.randn(2, 10), layer.duty_cycle)
+    assert not kwinners_module._use_cpu_kernel(torch.randn(2, 10).double(), layer.duty_cycle)
+    y = layer.double()(torch.randn(4, 10, dtype=torch.float64))  # torch ops serve float64
+    assert y.dtype == torch.float64 and (y != 0).sum(1).tolist() == [3] * 4
