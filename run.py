@@ -14,7 +14,8 @@ import sys
 
 from experiments.cli import main
 
-if __name__ == "__main__":
+def cli(argv=None):
+    """Parse ``argv`` (default: the command line), run, and return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[2:]))
@@ -34,4 +35,8 @@ if __name__ == "__main__":
                         help="overwrite existing runs of this experiment")
     parser.add_argument("--report", action="store_true",
                         help="only rebuild tables and figures from existing records")
-    sys.exit(main(parser.parse_args()))
+    return main(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -8,6 +8,7 @@ import pytest
 
 from experiments.config import ConfigError
 from experiments.experiment import load_experiment
+from run import cli
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD = """
@@ -27,8 +28,16 @@ def write(tmp_path, text, name="exp.yaml"):
 
 
 def run_cli(*args):
+    """run.py in a fresh process (what a user sees: exit code, stderr, no traceback)."""
     return subprocess.run([sys.executable, "run.py", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
+
+
+def run_inprocess(capsys, *args):
+    """run.py's entry point in this process (same code path, without the 2 s interpreter start)."""
+    code = cli([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def test_good_config_resolves_defaults_and_overrides(tmp_path):
@@ -64,8 +73,8 @@ def _literal(text):
     return re.escape(text)
 
 
-@pytest.mark.parametrize("extra, message", BAD[:4])
-def test_cli_prints_one_line_and_exits_2_before_any_work(tmp_path, extra, message):
+def test_cli_process_prints_one_line_and_exits_2_before_any_work(tmp_path):
+    extra, message = BAD[0]
     path = write(tmp_path, GOOD + extra)
     result = run_cli(path, "--out", tmp_path / "out")
     assert result.returncode == 2
@@ -74,24 +83,36 @@ def test_cli_prints_one_line_and_exits_2_before_any_work(tmp_path, extra, messag
     assert not (tmp_path / "out").exists()  # nothing was started
 
 
-def test_missing_files_are_named(tmp_path):
-    result = run_cli(tmp_path / "nope.yaml")
-    assert result.returncode == 2 and "nope.yaml: config file not found" in result.stderr
+@pytest.mark.parametrize("extra, message", BAD[1:])
+def test_cli_prints_one_line_and_exits_2_before_any_work(tmp_path, capsys, extra, message):
+    path = write(tmp_path, GOOD + extra)
+    code, out, err = run_inprocess(capsys, path, "--out", tmp_path / "out")
+    assert code == 2 and out == ""
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+    assert message in err and str(path) in err
+    assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_missing_files_are_named(tmp_path, capsys):
+    code, _, err = run_inprocess(capsys, tmp_path / "nope.yaml")
+    assert code == 2 and "nope.yaml: config file not found" in err
     path = write(tmp_path, "include: missing.yaml\n" + GOOD)
-    result = run_cli(path, "--describe", "--out", tmp_path / "out")
-    assert result.returncode == 2 and "missing.yaml: config file not found" in result.stderr
+    code, _, err = run_inprocess(capsys, path, "--describe", "--out", tmp_path / "out")
+    assert code == 2 and "missing.yaml: config file not found" in err
 
 
-def test_bad_override_is_named(tmp_path):
-    result = run_cli(write(tmp_path, GOOD), "--set", "train.epochs=many", "--describe")
-    assert result.returncode == 2 and "train.epochs: expected an integer" in result.stderr
-    result = run_cli(write(tmp_path, GOOD), "--set", "epochs")
-    assert result.returncode == 2 and "expected KEY=VALUE" in result.stderr
+def test_bad_override_is_named(tmp_path, capsys):
+    code, _, err = run_inprocess(capsys, write(tmp_path, GOOD), "--set", "train.epochs=many",
+                                 "--describe")
+    assert code == 2 and "train.epochs: expected an integer" in err
+    code, _, err = run_inprocess(capsys, write(tmp_path, GOOD), "--set", "epochs")
+    assert code == 2 and "expected KEY=VALUE" in err
 
 
-def test_describe_writes_table3_with_counts(tmp_path):
-    result = run_cli("configs/mnist_sparse.yaml", "--describe", "--out", tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "Sparse CNN-2: 776,606 parameters, 274,706 non-zero" in result.stdout
+def test_describe_writes_table3_with_counts(tmp_path, capsys):
+    code, out, err = run_inprocess(capsys, "configs/mnist_sparse.yaml", "--describe",
+                                   "--out", tmp_path)
+    assert code == 0, err
+    assert "Sparse CNN-2: 776,606 parameters, 274,706 non-zero" in out
     csv = (tmp_path / "mnist_sparse" / "networks.csv").read_text()
     assert "776606,274706" in csv and "k=400 of 4608" in csv

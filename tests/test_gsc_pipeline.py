@@ -8,20 +8,36 @@ import pytest
 
 from experiments.experiment import load_experiment
 from experiments.records import read_jsonl
+from run import cli
 from tests.test_speech_commands import make_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("config", ["configs/gsc_sparse.yaml", "configs/gsc_table2.yaml"])
-def test_smoke_trains_sweeps_noise_and_reports(config, tmp_path):
+def run_smoke(config, tmp_path, capsys, process):
+    """run.py --smoke on a generated folder: as a process, or its entry point in this one."""
     folder = make_dataset(tmp_path / "gsc", train_per_digit=4)
-    result = subprocess.run([sys.executable, "run.py", config, "--smoke", "--out", tmp_path,
-                             "--set", f"data.root={folder}", "--set", "data.download=false"],
-                            cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
+    args = [config, "--smoke", "--out", str(tmp_path), "--set", f"data.root={folder}",
+            "--set", "data.download=false"]
+    if process:
+        result = subprocess.run([sys.executable, "run.py", *args], cwd=REPO,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout
+    code = cli(args)
+    out, err = capsys.readouterr()
+    assert code == 0, err[-2000:]
+    return out
+
+
+@pytest.mark.parametrize("config", [
+    "configs/gsc_sparse.yaml",
+    pytest.param("configs/gsc_table2.yaml", marks=pytest.mark.slow),  # 4 networks, a process
+])
+def test_smoke_trains_sweeps_noise_and_reports(config, tmp_path, capsys):
+    stdout = run_smoke(config, tmp_path, capsys, process=config.endswith("table2.yaml"))
     # 10 digits x 7 clips + 4 extra zeros, minus the 4 digit clips in the two list files
-    assert "Speech Commands v0.01, digits: 70 training clips (+7 silence)" in result.stdout
+    assert "Speech Commands v0.01, digits: 70 training clips (+7 silence)" in stdout
     exp = load_experiment(REPO / config, smoke=True)
     for name in exp.run:
         (record,) = read_jsonl(tmp_path / "smoke" / exp.experiment / name / "seed-42" /

@@ -13,6 +13,7 @@ from experiments.experiment import load_experiment
 from experiments.job import run_job
 from experiments.records import read_jsonl
 from experiments.suite import run_experiment
+from run import cli
 
 REPO = Path(__file__).resolve().parent.parent
 TIMING = ("seconds", "train_seconds", "eval_seconds")
@@ -110,18 +111,35 @@ def test_parallel_jobs_finish_every_run(mnist_root, tmp_path):
         assert len(read_jsonl(run_dir / "metrics.jsonl")) == 1
 
 
-@pytest.mark.parametrize("config", ["configs/mnist_sparse.yaml", "configs/mnist_table1.yaml"])
-def test_smoke_runs_every_mnist_config_end_to_end(config, mnist_root, tmp_path):
+def check_smoke_records(config, out, networks=None):
+    exp = load_experiment(REPO / config, smoke=True)
+    for name in networks or exp.run:
+        records = read_jsonl(out / "smoke" / exp.experiment / name / "seed-42" / "metrics.jsonl")
+        assert len(records) == 1 and records[0]["num_test"] == 200
+        assert len(records[0]["noise_correct"]) == 11
+    assert (out / "smoke" / exp.experiment / "table.md").is_file()
+
+
+@pytest.mark.parametrize("config, networks", [
+    ("configs/mnist_sparse.yaml", None),
+    ("configs/mnist_table1.yaml", ["dense_cnn2", "dense_cnn2_sp3"]),
+])
+def test_smoke_runs_mnist_configs_end_to_end(config, networks, mnist_root, tmp_path, capsys):
+    """run.py's entry point in this process; the full 8-network smoke is the slow test below."""
+    args = [config, "--smoke", "--out", str(tmp_path)]
+    if networks:
+        args += ["--set", f"run=[{', '.join(networks)}]"]
+    assert cli(args) == 0, capsys.readouterr().err[-2000:]
+    check_smoke_records(config, tmp_path, networks)
+
+
+@pytest.mark.slow
+def test_smoke_runs_every_mnist_table1_network_as_a_process(mnist_root, tmp_path):
+    config = "configs/mnist_table1.yaml"
     result = subprocess.run([sys.executable, "run.py", config, "--smoke", "--out", tmp_path],
                             cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    exp = load_experiment(REPO / config, smoke=True)
-    for name in exp.run:
-        records = read_jsonl(tmp_path / "smoke" / exp.experiment / name / "seed-42" /
-                             "metrics.jsonl")
-        assert len(records) == 1 and records[0]["num_test"] == 200
-        assert len(records[0]["noise_correct"]) == 11
-    assert (tmp_path / "smoke" / exp.experiment / "table.md").is_file()
+    check_smoke_records(config, tmp_path)
 
 
 def test_new_config_keys_do_not_invalidate_an_existing_run(tmp_path):
