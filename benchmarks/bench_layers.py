@@ -1,8 +1,10 @@
 """Throughput of the MNIST Sparse CNN-2 against its ReLU twin (same shapes, dense weights).
 
-Trains both on random data in one process, alternating short timed rounds so that machine
-noise hits both alike, and prints samples/s (median over rounds) and the ratio, for batch
-sizes 64 and 4.   python benchmarks/bench_layers.py [--rounds 7] [--threads N]
+Trains them on random data in one process, alternating short timed rounds so that machine
+noise hits all alike, and prints samples/s (median over rounds) and the ratio, for batch
+sizes 64 and 4. k-winners runs its CPU kernel (the default); ``--torch-ops`` also times the
+sparse network with the torch ops that serve other devices (KWINNERS_BACKEND=torch).
+    python benchmarks/bench_layers.py [--rounds 7] [--threads N] [--torch-ops]
 """
 
 import argparse
@@ -15,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import models.kwinners as kwinners  # noqa: E402
 from experiments.speed import keep_freed_memory  # noqa: E402
 from models import ConvLayerConfig, HiddenLayerConfig, NetworkConfig, build_network  # noqa: E402
 
@@ -37,18 +40,24 @@ def time_steps(model, optimizer, batch_size, steps):
     return time.perf_counter() - start
 
 
-def measure(batch_size, rounds, samples_per_round):
+def measure(batch_size, rounds, samples_per_round, torch_ops):
     steps = max(samples_per_round // batch_size, 10)
     nets = {}
-    for name, cfg in (("sparse", SPARSE), ("relu twin", TWIN)):
+    variants = [("sparse", SPARSE, "auto"), ("relu twin", TWIN, "auto")]
+    if torch_ops:
+        variants.insert(1, ("sparse, torch ops", SPARSE, "torch"))
+    for name, cfg, backend in variants:
         torch.manual_seed(0)
         model = build_network(cfg)
-        nets[name] = (model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
-        time_steps(*nets[name], batch_size, 5)  # warm-up
+        nets[name] = (model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), backend)
+        kwinners.BACKEND = backend
+        time_steps(*nets[name][:2], batch_size, 5)  # warm-up (and the kernel's compilation)
     rates = {name: [] for name in nets}
     for _ in range(rounds):
-        for name, (model, opt) in nets.items():
+        for name, (model, opt, backend) in nets.items():
+            kwinners.BACKEND = backend
             rates[name].append(steps * batch_size / time_steps(model, opt, batch_size, steps))
+    kwinners.BACKEND = "auto"
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
@@ -56,16 +65,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--torch-ops", action="store_true",
+                        help="also time k-winners with torch ops instead of the CPU kernel")
     args = parser.parse_args()
     keep_freed_memory()  # as run.py does
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, median of {args.rounds} rounds")
     for batch_size, samples, target in ((64, 3200, 0.85), (4, 400, 0.75)):
-        rates = measure(batch_size, args.rounds, samples)
-        ratio = rates["sparse"] / rates["relu twin"]
-        print(f"batch {batch_size:>2}: sparse {rates['sparse']:7.0f} samples/s, "
-              f"ReLU twin {rates['relu twin']:7.0f} samples/s, ratio {ratio:.2f} "
-              f"(target >= {target})")
+        rates = measure(batch_size, args.rounds, samples, args.torch_ops)
+        twin = rates["relu twin"]
+        line = (f"batch {batch_size:>2}: sparse {rates['sparse']:7.0f} samples/s, ReLU twin "
+                f"{twin:7.0f} samples/s, ratio {rates['sparse'] / twin:.2f} (target >= {target})")
+        if args.torch_ops:
+            torch_ops = rates["sparse, torch ops"]
+            line += f"; torch ops {torch_ops:7.0f} samples/s, ratio {torch_ops / twin:.2f}"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ counting instead of comparing, in a fixed number of passes:
    sign bit of a positive number, all bits of a negative one).
 2. A histogram of the keys' top 11 bits finds the bin that holds the k-th largest key: every
    key in a higher bin wins, keys in that bin are candidates.
-3. The candidates are resolved the same way on the next 11 bits, then the last 10. Keys still
-   equal after all 32 bits are tied: the lowest indices win.
+3. The candidates (a few percent of the row) are resolved the same way on the remaining 21
+   bits, 8 at a time. Keys still equal after all 32 bits are tied: the lowest indices win.
 
 The kernel marks the losers (``models.kwinners`` then zeroes them with ``masked_fill``, whose
 gradient autograd already knows) and, in training, counts the positive winners per duty-cycle
