@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import models.kwinners as kwinners  # noqa: E402
-from experiments.speed import keep_freed_memory  # noqa: E402
+from experiments.core.speed import keep_freed_memory  # noqa: E402
 from models import ConvLayerConfig, HiddenLayerConfig, NetworkConfig, build_network  # noqa: E402
 
 SPARSE = NetworkConfig(conv=[ConvLayerConfig(32, 400), ConvLayerConfig(64, 300)],

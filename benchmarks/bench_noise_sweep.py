@@ -16,10 +16,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from data import DataConfig  # noqa: E402
-from data.mnist import MNISTTask  # noqa: E402
-from experiments.evaluate import NoiseSweep  # noqa: E402
-from experiments.experiment import DEFAULT_LEVELS, load_experiment  # noqa: E402
-from experiments.train import count_correct  # noqa: E402
+from data.mnist import MNISTDataset  # noqa: E402
+from experiments.train.sweep import NoiseSweep  # noqa: E402
+from experiments.train import suite as train_task  # noqa: E402
+from experiments.train.config import DEFAULT_LEVELS  # noqa: E402
+from experiments.train.loop import count_correct  # noqa: E402
 from models import build_network  # noqa: E402
 
 
@@ -33,10 +34,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    job = load_experiment("configs/mnist_sparse.yaml").networks["sparse_cnn2"]
+    job = train_task.load("configs/mnist_sparse.yaml").jobs["sparse_cnn2"]
     torch.manual_seed(0)
     model = build_network(job.model)
-    task = MNISTTask(DataConfig(root="datasets", download=False))
+    task = MNISTDataset(DataConfig(root="datasets", download=False))
     device = torch.device("cpu")
     x, y = task.test_set()
     batch = job.train.test_batch_size

@@ -1,24 +1,50 @@
-"""Datasets, features and noise. Knows nothing about models.
+"""Datasets, features, noise and corruptions. Knows nothing about models.
 
-A *task* is what the training loop needs from a dataset, all as model-ready tensors:
+A *dataset* is what the training loop needs, all as model-ready tensors:
 
-    task.input_shape, task.num_classes, task.num_train (samples per epoch)
-    task.train_batches(batch_size, generator) -> iterator of (x, y)   one epoch, on the CPU
-    task.test_set()                          -> (x, y)                clean test inputs
-    task.noisy_test_set(level, generator)    -> (x, y)                test inputs at one noise level
+    ds.input_shape, ds.num_classes, ds.num_train (samples per epoch)
+    ds.train_batches(batch_size, generator) -> iterator of (x, y)   one epoch, on the CPU
+    ds.test_set()                          -> (x, y)                clean test inputs
+    ds.noisy_test_set(level, generator)    -> (x, y)                test inputs at one noise level
+
+Every dataset is one entry of ``DATASETS``: its title, the noise axis of its plots, the
+sources it can be read from, and the class that loads it. Adding a dataset is adding an entry.
 """
 
+import importlib
 from dataclasses import dataclass
 from typing import Optional
+
+STAND_IN = "synthetic stand-in, not the Speech Commands dataset"
 
 
 class DataError(Exception):
     """A missing, corrupt or unreadable dataset file: reported in one line, exit code 2."""
 
 
+@dataclass(frozen=True)
+class DatasetSpec:
+    title: str  # how tables and figures name the data
+    noise_axis: str  # the x label of accuracy-vs-noise plots
+    loader: str  # "module:Class", the class built from a DataConfig
+    sources: tuple = ("real",)  # where the data may come from; the first is the real one
+    source_titles: Optional[dict] = None  # title of each other source
+    examples: Optional[str] = None  # "module:function" (cfg) -> a few noisy test inputs to show
+
+
+DATASETS = {
+    "mnist": DatasetSpec("MNIST", "noise level (% of pixels overwritten)", "data.mnist:MNISTDataset",
+                         examples="data.mnist:noisy_examples"),
+    "gsc": DatasetSpec("Google Speech Commands",
+                       "noise level α (% uniform noise mixed into the waveform)",
+                       "data.speech_commands:SpeechCommandsDataset", sources=("real", "synthetic"),
+                       source_titles={"synthetic": f"Google Speech Commands ({STAND_IN})"}),
+}
+
+
 @dataclass
 class DataConfig:
-    name: str = "mnist"  # mnist | gsc
+    name: str = "mnist"  # a key of DATASETS
     root: str = "datasets"  # where datasets are kept (git-ignored)
     source: str = "real"  # gsc: real | synthetic (the offline stand-in)
     train_limit: Optional[int] = None  # use only the first N training samples (smoke runs)
@@ -28,10 +54,12 @@ class DataConfig:
     download: bool = True  # fetch the dataset when it is missing
 
     def check(self):
-        if self.name not in ("mnist", "gsc"):
-            raise ValueError(f"name: must be 'mnist' or 'gsc', got {self.name!r}")
-        if self.source not in ("real", "synthetic"):
-            raise ValueError(f"source: must be 'real' or 'synthetic', got {self.source!r}")
+        if self.name not in DATASETS:
+            raise ValueError(f"name: must be one of {', '.join(DATASETS)}, got {self.name!r}")
+        sources = DATASETS[self.name].sources
+        if self.source not in sources:
+            raise ValueError(f"source: must be one of {', '.join(sources)} for {self.name}, "
+                             f"got {self.source!r}")
         for key in ("train_limit", "test_limit"):
             value = getattr(self, key)
             if value is not None and value < 1:
@@ -40,10 +68,26 @@ class DataConfig:
             raise ValueError(f"silence_fraction: must be in [0, 1), got {self.silence_fraction}")
 
 
-def load_task(cfg, seed=0):
-    """The task for ``cfg`` (a DataConfig); ``seed`` fixes any randomness in building it."""
-    if cfg.name == "mnist":
-        from data.mnist import MNISTTask
-        return MNISTTask(cfg)
-    from data.speech_commands import SpeechCommandsTask
-    return SpeechCommandsTask(cfg, seed)
+def dataset_info(cfg):
+    """What reports need to know of ``cfg``'s data, without loading it (JSON-safe)."""
+    spec = DATASETS[cfg.name]
+    title = (spec.source_titles or {}).get(cfg.source, spec.title)
+    return {"name": cfg.name, "source": cfg.source, "title": title,
+            "synthetic": cfg.source != spec.sources[0], "noise_axis": spec.noise_axis}
+
+
+def _resolve(target):
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def load_dataset(cfg):
+    """The dataset ``cfg`` (a DataConfig) names, loaded (fetched or generated when missing)."""
+    return _resolve(DATASETS[cfg.name].loader)(cfg)
+
+
+def noisy_examples(cfg):
+    """A few test inputs at several noise levels, as arrays (see the dataset's ``examples``
+    function), or None when the dataset has none to show."""
+    target = DATASETS[cfg.name].examples
+    return None if target is None else _resolve(target)(cfg)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from data import DataError
-from data.noise import add_pixel_noise
+from data.noise import add_pixel_noise, noisy_pixel_count
 
 MEAN, STD = 0.1307, 0.3081
 SHA256 = {
@@ -167,7 +167,7 @@ def normalize(images):
     return ((x - MEAN) / STD).reshape(-1, 1, 28, 28)
 
 
-class MNISTTask:
+class MNISTDataset:
     """MNIST as in-memory tensors (60k train, 10k test), normalised (mean 0.1307, std 0.3081)."""
 
     input_shape = (1, 28, 28)
@@ -181,9 +181,6 @@ class MNISTTask:
         self.test_y = test_y[:cfg.test_limit]
         self.num_train = len(self.train_y)
 
-    def describe(self):
-        return f"MNIST: {self.num_train} training and {len(self.test_y)} test images"
-
     def train_batches(self, batch_size, generator):
         order = torch.randperm(self.num_train, generator=generator)
         for start in range(0, self.num_train, batch_size):
@@ -195,3 +192,26 @@ class MNISTTask:
 
     def noisy_test_set(self, level, generator):
         return normalize(add_pixel_noise(self.test_pixels, level, generator)), self.test_y
+
+
+EXAMPLE_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def noisy_examples(cfg, levels=EXAMPLE_LEVELS, seed=0):
+    """Figure 5A's data: the first test image of each digit 0..9 at every noise level, with
+    the paper's pixel noise drawn from ``seed``.
+
+    Returns {"images": uint8 (10, L, 28, 28) (pixel values x 255, rounded: for display),
+    "levels", "row_labels", "test_index", "noisy_pixels", "title"}.
+    """
+    _, _, images, labels = load_mnist(cfg.root, cfg.download)
+    index = [int((labels == d).nonzero()[0]) for d in range(10)]
+    clean = images[index].float().div(255.0).unsqueeze(1)  # (10, 1, 28, 28)
+    generator = torch.Generator().manual_seed(seed)
+    grid = torch.stack([add_pixel_noise(clean, level, generator)[:, 0] for level in levels],
+                       dim=1)  # (10, L, 28, 28)
+    return {"images": grid.mul(255.0).round().to(torch.uint8).numpy(),
+            "levels": np.array(levels), "row_labels": np.array([f"digit {d}" for d in range(10)]),
+            "test_index": np.array(index),
+            "noisy_pixels": np.array([noisy_pixel_count(784, v) for v in levels]),
+            "title": np.array("MNIST test digits with the paper's pixel noise (Fig. 5A)")}

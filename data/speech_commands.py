@@ -33,17 +33,12 @@ import soundfile
 import torch
 from tqdm.auto import tqdm
 
-from data import DataError
+from data import STAND_IN, DataError
 from data.download import download, safe_extract
 from data.speech_augment import augmented_log_mel
 from data.speech_features import CLIP_SAMPLES, SAMPLE_RATE, log_mel
+from data.speech_words import DIGITS
 
-__all__ = ["SpeechCommandsTask", "log_mel", "add_waveform_noise", "split_files", "read_clip"]
-
-WORDS = ("bed", "bird", "cat", "dog", "down", "eight", "five", "four", "go", "happy", "house",
-         "left", "marvin", "nine", "no", "off", "on", "one", "right", "seven", "sheila", "six",
-         "stop", "three", "tree", "two", "up", "wow", "yes", "zero")
-DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 LABELS = ("unknown", "silence") + DIGITS
 SILENCE = LABELS.index("silence")
 ARCHIVE_URL = "http://download.tensorflow.org/data/speech_commands_v0.01.tar.gz"
@@ -51,7 +46,6 @@ ARCHIVE_URL = "http://download.tensorflow.org/data/speech_commands_v0.01.tar.gz"
 ARCHIVE_SHA256 = "743935421bb51cccdb6bdd152e04c5c70274e935c82119ad7faeec31780d811d"
 REAL_FOLDER = "speech_commands_v0.01"
 SYNTHETIC_FOLDER = "speech_commands_synthetic"
-STAND_IN = "synthetic stand-in, not the Speech Commands dataset"
 LIST_FILES = {"validation": "validation_list.txt", "test": "testing_list.txt"}
 CACHE_VERSION = 1
 BLOCK_CLIPS = 256  # training clips featurised together (augmentation is fastest in blocks)
@@ -260,17 +254,14 @@ def class_balanced_draws(labels, num_draws, generator):
     return torch.multinomial(weights, num_draws, replacement=True, generator=generator)
 
 
-class SpeechCommandsTask:
+class SpeechCommandsDataset:
     """The digit words as 1x32x32 log-mel inputs with 12 outputs (see module doc)."""
 
     input_shape = (1, 32, 32)
     num_classes = len(LABELS)
 
-    def __init__(self, cfg, seed=0, progress=True):
-        """Load (fetching or generating if needed) and featurise; prints the split sizes.
-
-        ``seed`` is accepted for the ``load_task`` contract: building involves no randomness.
-        """
+    def __init__(self, cfg, progress=True):
+        """Load (fetching or generating if needed) and featurise; prints the split sizes."""
         self.synthetic = cfg.source == "synthetic"
         folder = dataset_folder(cfg, progress)
         files = split_files(folder)

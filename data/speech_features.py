@@ -72,13 +72,6 @@ def _window():
     return torch.hann_window(N_FFT, periodic=True)
 
 
-def pad_or_crop(waves, length=CLIP_SAMPLES):
-    """(B, L) -> (B, length): zeros appended at the end, or the end cut off."""
-    if waves.shape[-1] >= length:
-        return waves[..., :length]
-    return torch.nn.functional.pad(waves, (0, length - waves.shape[-1]))
-
-
 def stft(waves):
     """(B, 16000) -> complex64 (B, 1025, 32): centred, reflect-padded, periodic Hann."""
     return torch.stft(waves.to(torch.float32), N_FFT, hop_length=HOP, window=_window(),

@@ -33,8 +33,8 @@ import soundfile
 from scipy.signal import lfilter, resample_poly
 from tqdm.auto import tqdm
 
-from data import DataError
-from data.speech_commands import DIGITS, STAND_IN, WORDS
+from data import STAND_IN, DataError
+from data.speech_words import DIGITS, WORDS
 
 SAMPLE_RATE = 16_000
 NUM_SPEAKERS = 150

@@ -1,13 +1,25 @@
-"""What run.py does with its parsed arguments (kept here so run.py is argument parsing only)."""
+"""What run.py does with its parsed arguments: one entry per ``task:`` of an experiment file.
 
+A task module offers ``load(path, overrides, smoke)`` -> Suite, ``run(suite, out, ...)`` and
+optionally ``describe(suite, folder)``; its report is a function of the experiment folder.
+Studies never import each other: they meet only here and in experiments/core/.
+"""
+
+import importlib
 import sys
 from pathlib import Path
 
 from data import DataError
-from experiments.config import ConfigError, read_yaml
-from experiments.speed import keep_freed_memory
+from experiments.core.config import ConfigError
+from experiments.core.runs import experiment_dir, refuse_reference
+from experiments.core.speed import keep_freed_memory
+from experiments.core.suite import read_task
 
 USER_ERRORS = (ConfigError, DataError)
+TASKS = {  # task -> (module with load/run, "module:function" of its report, or None)
+    "train": ("experiments.train.suite", "experiments.report:write_report"),
+    "theory": ("experiments.theory.task", None),
+}
 
 
 def main(args):
@@ -18,7 +30,7 @@ def main(args):
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished epochs are saved; rerun the same command to resume",
+        print("\ninterrupted: finished steps are saved; rerun the same command to resume",
               file=sys.stderr)
         return 130
 
@@ -29,22 +41,25 @@ def _dispatch(args):
         raise ConfigError(f"--jobs: must be >= 1, got {args.jobs}")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads: must be >= 1, got {args.threads}")
-    task = read_yaml(args.config).get("task", "train")
-    if task == "theory":
-        from experiments.theory import run_theory
-        return run_theory(args)
-    if task != "train":
-        raise ConfigError(f"{args.config}: task: must be 'train' or 'theory', got {task!r}")
-    from experiments.experiment import load_experiment
-    from experiments.suite import experiment_dir, run_experiment
-    exp = load_experiment(args.config, args.overrides, smoke=args.smoke)
+    name = read_task(args.config)
+    if name not in TASKS:
+        raise ConfigError(f"{args.config}: task: must be one of {', '.join(TASKS)}, got {name!r}")
+    module, report = TASKS[name]
+    task = importlib.import_module(module)
+    suite = task.load(args.config, args.overrides, smoke=args.smoke)
     out = Path(args.out)
+    if not args.report:
+        refuse_reference(out)
     if args.describe:
-        from experiments.describe import describe
-        describe(exp, experiment_dir(exp, out))
+        task.describe(suite, experiment_dir(suite, out))
         return 0
     if not args.report:
-        run_experiment(exp, out, jobs=args.jobs, force=args.force, threads=args.threads)
-    from experiments.report import write_report
-    write_report(experiment_dir(exp, out))
+        task.run(suite, out, force=args.force, workers=args.jobs, threads=args.threads)
+    if report:
+        _resolve(report)(experiment_dir(suite, out))
     return 0
+
+
+def _resolve(target):
+    module, function = target.split(":")
+    return getattr(importlib.import_module(module), function)

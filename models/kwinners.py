@@ -29,7 +29,7 @@ the frozen duty cycles. ``update_boost_strength()`` (once per epoch) multiplies 
 
 Two implementations compute this. ``_k_winners`` (torch.topk, gather, scatter; autograd does
 the rest) serves every device and dtype and is the reference. For float32 tensors on the CPU
-a numba kernel (``_kwinners_cpu``) selects the same winners by radix selection, marks the
+a numba kernel (``kwinners_cpu``) selects the same winners by radix selection, marks the
 losers and updates the duty cycles in one call, and the layer zeroes the losers with
 ``masked_fill``; tests check that both give identical outputs and gradients.
 """
@@ -41,9 +41,9 @@ import torch
 from torch import nn
 
 try:  # numba comes with librosa; without it every device uses the torch ops below
-    from models import _kwinners_cpu
+    from models import kwinners_cpu
 except ImportError:  # pragma: no cover - numba is in requirements.txt
-    _kwinners_cpu = None
+    kwinners_cpu = None
 
 # "auto": numba kernels for float32 CPU tensors, torch ops elsewhere; "torch": torch ops always
 # (for tracing, export or comparison). Read at import; tests and benchmarks may set it directly.
@@ -72,9 +72,9 @@ def _k_winners(x, k, scores):
     return x.new_zeros(x.shape).scatter_(1, winners, values), winners, values
 
 
-def _use_cpu_kernel(x, duty_cycle):
+def uses_cpu_kernel(x, duty_cycle):
     """Whether the numba kernel serves ``x``: float32 on the CPU, backend "auto", not tracing."""
-    return (_kwinners_cpu is not None and BACKEND == "auto" and x.device.type == "cpu"
+    return (kwinners_cpu is not None and BACKEND == "auto" and x.device.type == "cpu"
             and x.dtype == torch.float32 and duty_cycle.dtype == torch.float32
             and duty_cycle.device.type == "cpu" and not torch.jit.is_tracing()
             and not torch.compiler.is_compiling())
@@ -92,15 +92,15 @@ def _cpu_losers(layer, x, boost, group, k):
     args = (x.numpy(), boost.detach().contiguous().numpy(), group, k, losers.numpy(),
             layer.duty_cycle.numpy(), layer.samples_seen.view(1).numpy(),
             layer.duty_cycle_period, layer.training)
-    chunks = _chunks(x)
+    chunks = parallel_chunks(x)
     if chunks == 1:
-        _kwinners_cpu.forward(*args)
+        kwinners_cpu.forward(*args)
     else:
-        _kwinners_cpu.forward_parallel(*args, chunks)
+        kwinners_cpu.forward_parallel(*args, chunks)
     return losers
 
 
-def _chunks(x):
+def parallel_chunks(x):
     """Parallel tasks for one kernel call: torch's thread count for large inputs, else 1."""
     if x.numel() < _PARALLEL_MIN:
         return 1
@@ -151,7 +151,7 @@ class _KWinnersBase(nn.Module):
         b = x.shape[0]
         k = self.k if self.training else self.k_eval
         boost = self.boost_factors()  # (n / group,)
-        if _use_cpu_kernel(x, self.duty_cycle):
+        if uses_cpu_kernel(x, self.duty_cycle):
             return x.masked_fill(_cpu_losers(self, x, boost, group, k), 0.0)
         scores = (x.detach().view(b, -1, group) * boost.view(1, -1, 1)).view(b, -1)
         out, winners, values = _k_winners(x, k, scores)

@@ -140,7 +140,8 @@ def count_parameters(model):
 
 
 def rezero_weights(model):
-    """Reapply every SparseWeights mask (the training loop's after-step hook)."""
+    """Reapply every SparseWeights mask, for code that edits weights directly (training needs
+    no call: SparseWeights masks the gradient, so optimizer steps keep the zeros)."""
     for m in model.modules():
         if isinstance(m, SparseWeights):
             m.rezero_weights()

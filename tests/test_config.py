@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.config import ConfigError
-from experiments.experiment import load_experiment
+from experiments.core.config import ConfigError
+from experiments.train.suite import load as load_experiment
 from run import cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ def run_inprocess(capsys, *args):
 
 def test_good_config_resolves_defaults_and_overrides(tmp_path):
     exp = load_experiment(write(tmp_path, GOOD), ["train.epochs=3", "seeds=[5, 6]"])
-    job = exp.networks["net"]
+    job = exp.jobs["net"]
     assert exp.seeds == [5, 6] and job.train.epochs == 3 and job.model.hidden.k == 3
     assert job.model.conv[0].k == 20 and job.train.lr == 0.01  # TrainConfig's own default
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.experiment import load_experiment
-from experiments.records import read_jsonl
+from experiments.train.suite import load as load_experiment
+from experiments.core.records import read_jsonl
 from run import cli
 from tests.test_speech_commands import make_dataset
 
@@ -45,13 +45,13 @@ def test_smoke_trains_sweeps_noise_and_reports(config, tmp_path, capsys):
         assert record["num_test"] == 2  # the two digit clips of testing_list.txt
         assert len(record["noise_correct"]) == 11
         assert record["noise_score"] == sum(record["noise_correct"].values())
-        assert record["batch_size"] == exp.networks[name].train.batch_size
+        assert record["batch_size"] == exp.jobs[name].train.batch_size
     table = (tmp_path / "smoke" / exp.experiment / "table.md").read_text()
     assert "Google Speech Commands" in table
 
 
 def test_synthetic_runs_are_labelled_as_the_stand_in(tmp_path):
     exp = load_experiment(REPO / "configs/gsc_synthetic.yaml")
-    assert all(job.data.source == "synthetic" for job in exp.networks.values())
+    assert all(job.data.source == "synthetic" for job in exp.jobs.values())
     assert exp.experiment == "gsc_synthetic" and set(exp.run) == {
         "dense_cnn2", "dense_cnn2_dr05", "sparse_cnn2", "super_sparse_cnn2"}

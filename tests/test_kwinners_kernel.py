@@ -5,9 +5,9 @@ import torch
 
 import models.kwinners as kwinners_module
 from models import KWinners, KWinners2d
-from models import _kwinners_cpu
+from models import kwinners_cpu
 
-pytestmark = pytest.mark.skipif(_kwinners_cpu is None, reason="numba not installed")
+pytestmark = pytest.mark.skipif(kwinners_cpu is None, reason="numba not installed")
 
 
 def kernel_winners(scores, k):
@@ -15,7 +15,7 @@ def kernel_winners(scores, k):
     rows, n = scores.shape
     losers = torch.empty(rows, n, dtype=torch.bool)
     duty, seen = torch.zeros(n), torch.zeros(1, dtype=torch.long)
-    _kwinners_cpu.forward(scores.contiguous().numpy(), torch.ones(n).numpy(), 1, k,
+    kwinners_cpu.forward(scores.contiguous().numpy(), torch.ones(n).numpy(), 1, k,
                           losers.numpy(), duty.numpy(), seen.numpy(), 1000, False)
     assert (~losers).sum(1).tolist() == [k] * rows
     return torch.nonzero(~losers)[:, 1].view(rows, k)
@@ -89,7 +89,7 @@ def test_parallel_kernel_matches_the_serial_one(monkeypatch):
     try:
         torch.set_num_threads(2)
         monkeypatch.setattr(kwinners_module, "_PARALLEL_MIN", 0)
-        assert kwinners_module._chunks(torch.empty(64, 4608)) == 2
+        assert kwinners_module.parallel_chunks(torch.empty(64, 4608)) == 2
         out_p, grad_p, layer_p = run_layer(make, shape, "auto", 3, monkeypatch)
         monkeypatch.setattr(kwinners_module, "_PARALLEL_MIN", 10**12)
         out_s, grad_s, layer_s = run_layer(make, shape, "auto", 3, monkeypatch)
@@ -102,7 +102,7 @@ def test_parallel_kernel_matches_the_serial_one(monkeypatch):
 
 def test_kernel_serves_only_float32_cpu_tensors():
     layer = KWinners(10, 3)
-    assert kwinners_module._use_cpu_kernel(torch.randn(2, 10), layer.duty_cycle)
-    assert not kwinners_module._use_cpu_kernel(torch.randn(2, 10).double(), layer.duty_cycle)
+    assert kwinners_module.uses_cpu_kernel(torch.randn(2, 10), layer.duty_cycle)
+    assert not kwinners_module.uses_cpu_kernel(torch.randn(2, 10).double(), layer.duty_cycle)
     y = layer.double()(torch.randn(4, 10, dtype=torch.float64))  # torch ops serve float64
     assert y.dtype == torch.float64 and (y != 0).sum(1).tolist() == [3] * 4

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from experiments.experiment import load_experiment
+from experiments.train.suite import load as load_experiment
 from models import KWinners, KWinners2d, SparseWeights, build_network, count_parameters
 
 MNIST = load_experiment("configs/mnist_table1.yaml")
@@ -31,7 +31,7 @@ COUNTS = {
 
 
 def job(dataset, name):
-    return (MNIST if dataset == "mnist" else GSC).networks[name]
+    return (MNIST if dataset == "mnist" else GSC).jobs[name]
 
 
 def test_every_paper_network_has_a_config():

@@ -1,7 +1,7 @@
 """The report: numbers recomputed by hand from a small fake set of run records.
 
 Fake MNIST experiment (full test set of 10,000, 11 noise levels, so it is compared with the
-paper's Table 1 from experiments/published.yaml):
+paper's Table 1 from experiments/report/published.yaml):
 
     dense_cnn2  seed 42  test [99.0, 99.3, 99.3]  noise [90000, 95000, 97000]   done
                 seed 43  test [99.4, 99.2, 99.1]  noise [96000, 98000, 99000]   done
@@ -15,15 +15,23 @@ epoch 0, sparse 42 -> 1, sparse 43 -> 0 (ties with 2), sparse 44 -> 1.
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from statistics import pstdev
 
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
-from experiments import report
+from data import DataConfig, dataset_info
+from experiments.core import runs as core_runs
+from experiments.core.selection import best_epoch, last_epoch
+from experiments.report import compare
+from experiments.report import tables as report
+from experiments.report.write import build_figures, write_report
 
 REPO = Path(__file__).resolve().parent.parent
 LEVELS = [round(0.05 * i, 2) for i in range(11)]
@@ -49,7 +57,7 @@ def fake_record(epoch, test_accuracy, noise_score, num_test):
 
 def write_run(exp_dir, network, seed, tests, noises, epochs=3, done=True, dataset="mnist",
               source="real", num_test=10000, test_limit=None, label=None, root=None):
-    """A run folder as experiments/job.py leaves it (only the fields the report reads)."""
+    """A run folder as experiments/train/job.py leaves it (only the fields the report reads)."""
     folder = Path(exp_dir) / network / f"seed-{seed}"
     folder.mkdir(parents=True)
     config = {"network": network, "seed": seed, "label": label or network,
@@ -57,6 +65,8 @@ def write_run(exp_dir, network, seed, tests, noises, epochs=3, done=True, datase
                        "train_limit": None, "test_limit": test_limit},
               "train": {"epochs": epochs}, "noise": {"levels": LEVELS}}
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    info = dataset_info(DataConfig(name=dataset, source=source))
+    (folder / "dataset.json").write_text(json.dumps(info))
     records = [fake_record(e, t, n, num_test) for e, (t, n) in enumerate(zip(tests, noises))]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     session = {"started": "2024-01-01T00:00:00+00:00", "finished": None, "wall_seconds": None,
@@ -87,8 +97,8 @@ def table_row(exp_dir, network):
 def test_best_epoch_is_the_first_maximum_of_test_accuracy():
     records = [{"epoch": 0, "test_accuracy": 98.0}, {"epoch": 1, "test_accuracy": 99.0},
                {"epoch": 2, "test_accuracy": 99.0}]
-    assert report.best_epoch(records)["epoch"] == 1
-    assert report.last_epoch(records)["epoch"] == 2
+    assert best_epoch(records)["epoch"] == 1
+    assert last_epoch(records)["epoch"] == 2
 
 
 def test_population_std():
@@ -138,11 +148,12 @@ def test_sparse_scores_include_the_partial_run_by_hand(mnist_dir):
 
 
 def test_write_report_files_labels_and_order(mnist_dir):
-    paths = report.write_report(mnist_dir)
+    paths = write_report(mnist_dir)
     names = {p.name for p in paths}
     assert {"table.md", "table.csv", "noise_curves.png", "noise_curves.csv", "epochs.png",
             "epochs.csv"} <= names
-    assert "noisy_digits.png" not in names  # the fake runs' data root holds no MNIST
+    assert "noisy_examples.png" not in names  # no noisy_examples.npz in the folder
+    assert "comparison.md" not in names  # no shipped records of this experiment
     md = (mnist_dir / "table.md").read_text()
     assert "seeds 42-44, epochs 3" in md and "FakeGPU 80GB" in md
     assert "abc1234" in md and "compared with Table 1" in md
@@ -200,20 +211,57 @@ def test_synthetic_gsc_is_labelled_everywhere_and_not_compared(tmp_path):
     assert phrase in report.table_title(context) and "not compared" in report.table_title(context)
     assert np.isnan(row.test_best_delta) and not row.compared_with_paper
     assert phrase in row.data
-    for fig, frame in report.build_figures(context).values():
+    for fig, frame in build_figures(context).values():
         assert phrase in fig.get_suptitle()
         assert frame.data.str.contains(phrase).all()
-    report.write_report(exp_dir)
+    write_report(exp_dir)
     md = (exp_dir / "table.md").read_text()
     assert md.startswith(f"# Google Speech Commands ({phrase})")
     assert "σ)" not in md and "paper, reference only" in md
-    assert "noisy_digits.png" not in os.listdir(exp_dir)
+    assert "noisy_examples.png" not in os.listdir(exp_dir)
 
 
-def test_noisy_digits_never_download(tmp_path):
-    root = tmp_path / "no-data"
-    assert report.write_noisy_digits(tmp_path, root) == []
-    assert not root.exists()
+def test_comparison_with_the_reference_records_by_hand(mnist_dir, tmp_path, monkeypatch):
+    """This run = mnist_dir; the reference: the same experiment with other scores."""
+    shipped = tmp_path / "reference"
+    for seed, (tests, noises) in {42: ([99.2, 99.3], [96000, 97000]),
+                                  43: ([99.4, 99.1], [97000, 98000])}.items():
+        write_run(shipped / mnist_dir.name, "dense_cnn2", seed, tests, noises, epochs=2,
+                  label="Dense CNN-2")
+    monkeypatch.setattr(core_runs, "REFERENCE", shipped)
+    frame = compare.comparison_frame(report.load_report(mnist_dir),
+                                     report.load_report(shipped / mnist_dir.name))
+    row = frame.set_index("network").loc["dense_cnn2"]
+    # this run: best epochs (99.3, 95000), (99.4, 96000); reference: (99.3, 97000), (99.4, 97000)
+    assert row.test_mean == pytest.approx(99.35) and row.test_reference_mean == pytest.approx(99.35)
+    assert row.noise_reference_mean == pytest.approx(97000)
+    assert row.noise_vs_paper == pytest.approx((95500 - 97040) / 2853)
+    assert row.noise_reference_vs_paper == pytest.approx((97000 - 97040) / 2853)
+    assert row.noise_vs_reference == pytest.approx((95500 - 97000) / 2853)
+    assert np.isnan(frame.set_index("network").loc["sparse_cnn2", "test_reference_mean"])
+    write_report(mnist_dir)
+    md = (mnist_dir / "comparison.md").read_text()
+    assert "95,500 ± 500 (-0.5 σ vs paper; -0.5 σ vs reference)" in md
+    assert "97,000 ± 0 (-0.0 σ vs paper)" in md and "97,040 ± 2,853" in md
+    write_report(shipped / mnist_dir.name)  # the reference's own report compares with nothing
+    assert not (shipped / mnist_dir.name / "comparison.md").exists()
+
+
+def test_report_draws_the_noisy_examples_and_imports_no_torch_or_data(mnist_dir):
+    images = np.arange(2 * 3 * 4 * 4, dtype=np.uint8).reshape(2, 3, 4, 4)
+    np.savez_compressed(mnist_dir / core_runs.EXAMPLES, images=images,
+                        levels=np.array([0.0, 0.1, 0.2]), row_labels=np.array(["a", "b"]),
+                        test_index=np.array([5, 9]), noisy_pixels=np.array([0, 1, 3]),
+                        title=np.array("fake examples"))
+    code = ("import sys; from experiments.report import write_report; "
+            f"write_report({str(mnist_dir)!r}); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'data', 'models')))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    frame = pd.read_csv(mnist_dir / "noisy_examples.csv")
+    assert list(frame.test_index) == [5, 5, 5, 9, 9, 9] and list(frame.noisy_pixels[:3]) == [0, 1, 3]
 
 
 def test_notebook_runs_on_a_fake_results_folder(mnist_dir, monkeypatch):

@@ -14,7 +14,8 @@ import torch
 
 import data.speech_commands as gsc
 from data import DataConfig, DataError
-from data.speech_commands import (DIGITS, SILENCE, SpeechCommandsTask, add_waveform_noise,
+from data.speech_words import DIGITS
+from data.speech_commands import (SILENCE, SpeechCommandsDataset, add_waveform_noise,
                                   class_balanced_draws, load_split, log_mel, read_clip,
                                   split_files)
 
@@ -93,7 +94,7 @@ def test_a_corrupt_wav_stops_the_run_with_its_path(dataset, damage, message):
     bad = dataset / "three" / "t1_nohash_0.wav"
     damage(bad)
     with pytest.raises(DataError, match=message) as error:
-        SpeechCommandsTask(config(dataset), progress=False)
+        SpeechCommandsDataset(config(dataset), progress=False)
     assert str(bad) in str(error.value)
 
 
@@ -127,7 +128,7 @@ def test_class_balanced_draws_are_uniform_over_present_classes():
 
 
 def test_task_has_the_contracted_shapes_sizes_and_clean_features(dataset):
-    task = SpeechCommandsTask(config(dataset, silence_fraction=0.1), progress=False)
+    task = SpeechCommandsDataset(config(dataset, silence_fraction=0.1), progress=False)
     assert task.input_shape == (1, 32, 32) and task.num_classes == 12
     assert task.num_train == 60 + int(0.1 * 60)
     assert "60 training clips (+6 silence), 2 validation, 2 test" in task.describe()
@@ -141,7 +142,7 @@ def test_task_has_the_contracted_shapes_sizes_and_clean_features(dataset):
 
 
 def test_an_epoch_is_balanced_with_silence_and_drops_a_lone_last_clip(dataset):
-    task = SpeechCommandsTask(config(dataset, silence_fraction=0.1), progress=False)
+    task = SpeechCommandsDataset(config(dataset, silence_fraction=0.1), progress=False)
     counts, batches = torch.zeros(12), []
     for epoch in range(20):
         batches = list(task.train_batches(5, torch.Generator().manual_seed(epoch)))
@@ -156,7 +157,7 @@ def test_an_epoch_is_balanced_with_silence_and_drops_a_lone_last_clip(dataset):
 
 
 def test_augmented_epochs_are_reproducible_from_the_generator(dataset):
-    task = SpeechCommandsTask(config(dataset, augment=True, silence_fraction=0.1),
+    task = SpeechCommandsDataset(config(dataset, augment=True, silence_fraction=0.1),
                               progress=False)
     def epoch(seed):
         return list(task.train_batches(16, torch.Generator().manual_seed(seed)))
@@ -165,14 +166,14 @@ def test_augmented_epochs_are_reproducible_from_the_generator(dataset):
     assert [len(y) for _, y in first] == [16, 16, 16, 16, 2]
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
     assert not torch.equal(first[0][0], other[0][0])
-    clean = SpeechCommandsTask(config(dataset, silence_fraction=0.1), progress=False)
+    clean = SpeechCommandsDataset(config(dataset, silence_fraction=0.1), progress=False)
     plain = list(clean.train_batches(16, torch.Generator().manual_seed(0)))
     assert torch.equal(plain[0][1], first[0][1])  # same draws, different (augmented) inputs
     assert not torch.equal(plain[0][0], first[0][0])
 
 
 def test_noisy_test_set_blends_the_padded_waveforms(dataset):
-    task = SpeechCommandsTask(config(dataset), progress=False)
+    task = SpeechCommandsDataset(config(dataset), progress=False)
     x, y = task.noisy_test_set(0.3, torch.Generator().manual_seed(5))
     waves = gsc.to_float(task.splits["test"]["waves"])
     expected = log_mel(add_waveform_noise(waves, 0.3, torch.Generator().manual_seed(5)))
@@ -181,7 +182,7 @@ def test_noisy_test_set_blends_the_padded_waveforms(dataset):
 
 
 def test_limits_pick_a_mixed_subset(dataset):
-    task = SpeechCommandsTask(config(dataset, train_limit=20, test_limit=1), progress=False)
+    task = SpeechCommandsDataset(config(dataset, train_limit=20, test_limit=1), progress=False)
     labels = task.splits["train"]["labels"]
     assert len(labels) == 20 and len(set(labels.tolist())) >= 6
     assert len(task.test_set()[1]) == 1 and len(task.validation_set()[1]) == 1
@@ -205,7 +206,7 @@ def test_features_are_cached_and_rebuilt_when_a_file_changes(dataset, monkeypatc
 
 def test_missing_real_dataset_without_download_says_how_to_get_it(tmp_path):
     with pytest.raises(DataError, match="data.download: true"):
-        SpeechCommandsTask(config(tmp_path), progress=False)
+        SpeechCommandsDataset(config(tmp_path), progress=False)
 
 
 def test_a_corrupt_cache_is_rebuilt(dataset):
@@ -228,7 +229,7 @@ def test_real_source_downloads_verifies_and_extracts_when_missing(tmp_path, monk
     monkeypatch.setattr(gsc, "ARCHIVE_SHA256", hashlib.sha256(archive).hexdigest())
     with Server(archive) as server:
         monkeypatch.setattr(gsc, "ARCHIVE_URL", server.url)
-        task = SpeechCommandsTask(config(tmp_path / "root", download=True), progress=False)
+        task = SpeechCommandsDataset(config(tmp_path / "root", download=True), progress=False)
     folder = tmp_path / "root" / "speech_commands_v0.01"
     assert (folder / "zero" / "t0_nohash_0.wav").is_file()
     assert (tmp_path / "root" / "speech_commands_v0.01.tar.gz.sha256").is_file()

@@ -12,7 +12,9 @@ import torch
 
 import data.synthetic_speech as synthetic
 from data import DataConfig, DataError
-from data.speech_commands import DIGITS, STAND_IN, SpeechCommandsTask, read_list
+from data import STAND_IN
+from data.speech_commands import SpeechCommandsDataset, read_list
+from data.speech_words import DIGITS
 from data.synthetic_speech import generate, official_split
 
 needs_tools = pytest.mark.skipif(
@@ -80,7 +82,7 @@ def test_synthetic_source_generates_on_demand_and_labels_the_task(tmp_path, monk
     small = functools.partial(generate, num_speakers=6, words=DIGITS)
     monkeypatch.setattr(synthetic, "generate", small)
     cfg = DataConfig(name="gsc", root=str(tmp_path), source="synthetic", silence_fraction=0.1)
-    task = SpeechCommandsTask(cfg, progress=False)
+    task = SpeechCommandsDataset(cfg, progress=False)
     assert (tmp_path / "speech_commands_synthetic" / "README.txt").is_file()
     assert task.describe().startswith(STAND_IN)
     x, y = next(task.train_batches(8, torch.Generator().manual_seed(0)))

@@ -1,7 +1,6 @@
 """Section 3 theory: exact values against the paper and exact integers, simulations against the
 theory (Bonferroni-corrected intervals, so one family of checks fails 5% of the time at most)."""
 
-import argparse
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -11,9 +10,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from experiments import theory
-from experiments import theory_sim as sim
-from experiments.config import ConfigError
+from experiments.core.config import ConfigError
+from experiments.theory import config as tconfig
+from experiments.theory import curves as tcurves
+from experiments.theory import exact as texact
+from experiments.theory import published as paper
+from experiments.theory import sim, task
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "theory.yaml"
 S, THETA, K_W = 24, 12, 32
@@ -26,8 +28,8 @@ def exact_match_probability(n, a, s=S, theta=THETA):
     return Fraction(hits, math.comb(n, a))
 
 
-def figure2_points(cfg=theory.BinaryConfig()):
-    return [(n, theory.curve_a(c, n)) for c in [*cfg.a_values, *cfg.a_fractions]
+def figure2_points(cfg=tconfig.BinaryConfig()):
+    return [(n, tcurves.curve_a(c, n)) for c in [*cfg.a_values, *cfg.a_fractions]
             for n in cfg.n_values]
 
 
@@ -38,20 +40,20 @@ def bonferroni(level, count):
 # ---------------------------------------------------------------- exact binary theory
 
 def test_exact_values_reproduce_every_published_figure2_value():
-    for curve, values in theory.PUBLISHED_FIGURE2.items():
-        if curve == theory.PAPER_QUARTER:
+    for curve, values in paper.PUBLISHED_FIGURE2.items():
+        if curve == paper.PAPER_QUARTER:
             continue
         for n, published in values.items():
-            ours = theory.match_probability(n, curve, S, THETA)
+            ours = texact.match_probability(n, curve, S, THETA)
             assert abs(ours / published - 1) < 1e-6, (curve, n, ours, published)
 
 
 def test_quarter_n_reproduces_the_papers_mislabelled_half_curve():
-    for n, published in theory.PUBLISHED_FIGURE2[theory.PAPER_QUARTER].items():
-        ours = theory.match_probability(n, n // 4, S, THETA)
+    for n, published in paper.PUBLISHED_FIGURE2[paper.PAPER_QUARTER].items():
+        ours = texact.match_probability(n, n // 4, S, THETA)
         assert abs(ours / published - 1) < 1e-4  # published to 4 significant digits
     ns = np.arange(300, 3501, 200)
-    half = theory.match_probability(ns, ns // 2, S, THETA)  # the true a = n/2: flat near 0.58
+    half = texact.match_probability(ns, ns // 2, S, THETA)  # the true a = n/2: flat near 0.58
     limit = stats.binom.sf(THETA - 1, S, 0.5)
     assert np.all(np.abs(half - limit) < 4e-3) and abs(limit - 0.58) < 2e-3
 
@@ -59,7 +61,7 @@ def test_quarter_n_reproduces_the_papers_mislabelled_half_curve():
 @pytest.mark.parametrize("n,a", [(10_000, 5_000), (10_000, 16), (10_000, 12), (5_000, 300),
                                  (301, 300), (24, 24), (3_500, 64)])
 def test_log_space_matches_exact_integers_up_to_n_10000(n, a):
-    log_p = theory.log_match_probability(n, a, S, THETA)
+    log_p = texact.log_match_probability(n, a, S, THETA)
     exact = exact_match_probability(n, a)
     assert np.isfinite(log_p)
     assert abs(log_p - (math.log(exact.numerator) - math.log(exact.denominator))) < 1e-9
@@ -68,15 +70,15 @@ def test_log_space_matches_exact_integers_up_to_n_10000(n, a):
 def test_overlap_sets_partition_all_random_vectors():
     for n, a in [(30, 10), (300, 64), (10_000, 5_000)]:
         b = np.arange(S + 1)
-        sizes = np.exp(theory.log_overlap_set_size(n, a, S, b) - theory.log_comb(n, a))
+        sizes = np.exp(texact.log_overlap_set_size(n, a, S, b) - texact.log_comb(n, a))
         assert abs(sizes.sum() - 1) < 1e-10  # Vandermonde: sum_b |Omega(b)| = C(n, a)
     b = np.arange(S + 1)
     exact = [math.comb(S, k) * math.comb(30 - S, 10 - k) if 0 <= 10 - k <= 30 - S else 0 for k in b]
-    assert np.allclose(np.exp(theory.log_overlap_set_size(30, 10, S, b)), exact, rtol=1e-12)
+    assert np.allclose(np.exp(texact.log_overlap_set_size(30, 10, S, b)), exact, rtol=1e-12)
 
 
 def test_no_match_possible_below_threshold():
-    assert theory.match_probability(1000, THETA - 1, S, THETA) == 0.0
+    assert texact.match_probability(1000, THETA - 1, S, THETA) == 0.0
 
 
 def test_random_binary_vectors_have_hypergeometric_overlap():
@@ -86,13 +88,13 @@ def test_random_binary_vectors_have_hypergeometric_overlap():
     stored = rng.choice(n, S, replace=False)
     active = np.argpartition(rng.random((vectors, n)), a, axis=1)[:, :a]  # (vectors, a)
     overlap = np.isin(active, stored).sum(axis=1)
-    expected = theory.overlap_pmf(n, a, S) * vectors
+    expected = texact.overlap_pmf(n, a, S) * vectors
     keep = expected >= 5
     observed = np.bincount(overlap, minlength=S + 1)
     chi2 = (((observed - expected)[keep]) ** 2 / expected[keep]).sum()
     assert stats.chi2.sf(chi2, keep.sum() - 1) > 1e-3
     lo, hi = sim.clopper_pearson((overlap >= THETA).sum(), vectors, 0.999)
-    assert lo <= theory.match_probability(n, a, S, THETA) <= hi
+    assert lo <= texact.match_probability(n, a, S, THETA) <= hi
 
 
 # ---------------------------------------------------------------- binary simulation
@@ -100,12 +102,12 @@ def test_random_binary_vectors_have_hypergeometric_overlap():
 def test_frequency_agrees_with_theory_above_1e_4():
     rng = np.random.default_rng(1)
     points = [(n, a) for n, a in figure2_points()
-              if theory.match_probability(n, a, S, THETA) > 1e-4]
+              if texact.match_probability(n, a, S, THETA) > 1e-4]
     level = bonferroni(0.95, len(points))
     for n, a in points:
         matches = sim.binary_matches(n, a, S, THETA, 200_000, rng)
         lo, hi = sim.clopper_pearson(matches, 200_000, level)
-        assert lo <= theory.match_probability(n, a, S, THETA) <= hi, (n, a, matches)
+        assert lo <= texact.match_probability(n, a, S, THETA) <= hi, (n, a, matches)
 
 
 def test_importance_sampling_agrees_with_theory_down_to_1e_15():
@@ -113,11 +115,11 @@ def test_importance_sampling_agrees_with_theory_down_to_1e_15():
     points = figure2_points()
     level = bonferroni(0.95, len(points))
     for n, a in points:
-        p = theory.match_probability(n, a, S, THETA)
+        p = texact.match_probability(n, a, S, THETA)
         estimate, lo, hi = sim.binary_importance(n, a, S, THETA, 5_000, rng, level)
         assert lo <= p <= hi, (n, a, p, estimate)
         assert abs(estimate / p - 1) < 0.15
-    assert theory.match_probability(3500, 64, S, THETA) < 1e-14
+    assert texact.match_probability(3500, 64, S, THETA) < 1e-14
 
 
 def test_clopper_pearson_known_values():
@@ -131,14 +133,14 @@ def test_clopper_pearson_known_values():
 
 @pytest.fixture(scope="module")
 def tails():
-    return theory.ScalarSumTails(K_W, 1000)
+    return texact.ScalarSumTails(K_W, 1000)
 
 
 def test_product_law_is_exact_on_the_grid(tails):
     z = np.array([-1.0, -0.5, 0.0, 0.3, 1.0])
-    assert np.allclose(theory.product_cdf(z)[[0, 2, 4]], [0.0, 0.5, 1.0])
+    assert np.allclose(texact.product_cdf(z)[[0, 2, 4]], [0.0, 0.5, 1.0])
     for t in (0.1, 0.5, 0.9):
-        assert abs(tails.tail(1, t) - (1 - theory.product_cdf(t))) < 1e-6
+        assert abs(tails.tail(1, t) - (1 - texact.product_cdf(t))) < 1e-6
     sums = sim.product_sums(3, 400_000, np.random.default_rng(3))
     assert abs(sums.var() - 3 / 9) < 0.01  # Var(U V) = E[U^2] E[V^2] = 1/3 * 1/3
     for t in (0.5, 1.5, 2.5):
@@ -148,10 +150,10 @@ def test_product_law_is_exact_on_the_grid(tails):
 
 
 def test_scalar_grid_has_converged(tails):
-    coarse = theory.ScalarSumTails(K_W, 500)
+    coarse = texact.ScalarSumTails(K_W, 500)
     for n, a in [(250, 64), (2500, 64), (1000, 256), (250, 250)]:
-        fine_p = theory.scalar_match_probability(n, a, K_W, 1.0, tails)
-        coarse_p = theory.scalar_match_probability(n, a, K_W, 1.0, coarse)
+        fine_p = texact.scalar_match_probability(n, a, K_W, 1.0, tails)
+        coarse_p = texact.scalar_match_probability(n, a, K_W, 1.0, coarse)
         assert abs(coarse_p / fine_p - 1) < 1e-4
 
 
@@ -164,14 +166,14 @@ def test_scalar_theory_matches_published_within_20_percent(tails):
 
 
 def test_input_denser_than_n_is_clipped(tails):
-    clipped = theory.scalar_match_probability(250, 256, K_W, 1.0, tails)
-    assert clipped == theory.scalar_match_probability(250, 250, K_W, 1.0, tails)
-    assert abs(clipped / theory.PUBLISHED_FIGURE3_LEFT[256][250] - 1) < 0.05
+    clipped = texact.scalar_match_probability(250, 256, K_W, 1.0, tails)
+    assert clipped == texact.scalar_match_probability(250, 250, K_W, 1.0, tails)
+    assert abs(clipped / paper.PUBLISHED_FIGURE3_LEFT[256][250] - 1) < 0.05
 
 
 def test_scalar_simulation_agrees_with_theory_and_published(tails):
-    cfg = theory.ScalarConfig(trials=1500)  # 6M pairs per point, half the paper's
-    frame = theory.scalar_simulation(cfg, tails, np.random.default_rng(4), 0.95)
+    cfg = tconfig.ScalarConfig(trials=1500)  # 6M pairs per point, half the paper's
+    frame = tcurves.scalar_simulation(cfg, tails, np.random.default_rng(4), 0.95)
     lo, hi = sim.clopper_pearson(frame.matches, frame.trials, bonferroni(0.95, len(frame)))
     assert ((lo <= frame.theory) & (frame.theory <= hi)).all()
     check_published(published_scalar(tails, frame))
@@ -179,17 +181,17 @@ def test_scalar_simulation_agrees_with_theory_and_published(tails):
 
 @pytest.mark.slow
 def test_scalar_simulation_at_the_papers_trial_count_matches_published(tails):
-    cfg = theory.ScalarConfig()
-    frame = theory.scalar_simulation(cfg, tails, np.random.default_rng(6), 0.95)
+    cfg = tconfig.ScalarConfig()
+    frame = tcurves.scalar_simulation(cfg, tails, np.random.default_rng(6), 0.95)
     check_published(published_scalar(tails, frame))
 
 
 def published_scalar(tails, simulation):
-    cfg = theory.ScalarConfig()
+    cfg = tconfig.ScalarConfig()
     keys = ["panel", "curve", "n", "scale"]
     if simulation is None:
         simulation = pd.DataFrame(columns=keys + ["frequency"])
-    return theory.scalar_published(cfg, tails, simulation)
+    return tcurves.scalar_published(cfg, tails, simulation)
 
 
 def check_published(frame):
@@ -215,18 +217,17 @@ def write_config(tmp_path, text):
 ])
 def test_config_rejects_impossible_values(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
-        theory.load_theory_config(write_config(tmp_path, text))
+        tconfig.load_theory_config(write_config(tmp_path, text))
 
 
 def test_overrides_and_smoke_set_trial_counts():
-    cfg = theory.load_theory_config(CONFIG, ["binary.trials=7"], smoke=True)
-    assert cfg.binary.trials == 7 and cfg.scalar.trials == theory.SMOKE_OVERRIDES["scalar.trials"]
-    assert theory.load_theory_config(CONFIG) == theory.TheoryConfig()  # the file = the paper
+    cfg = tconfig.load_theory_config(CONFIG, ["binary.trials=7"], smoke=True)
+    assert cfg.binary.trials == 7 and cfg.scalar.trials == tconfig.SMOKE_OVERRIDES["scalar.trials"]
+    assert tconfig.load_theory_config(CONFIG) == tconfig.TheoryConfig()  # the file = the paper
 
 
 def test_smoke_run_writes_every_figure_and_table(tmp_path):
-    args = argparse.Namespace(config=str(CONFIG), overrides=[], out=str(tmp_path), smoke=True)
-    assert theory.run_theory(args) == 0
+    task.run(task.load(CONFIG, smoke=True), tmp_path)
     out = tmp_path / "smoke" / "theory"
     for name in ("figure2_binary.png", "figure3_scalar.png", "extra_heatmap.png",
                  "figure2_theory.csv", "figure2_simulation.csv", "figure2_published.md",

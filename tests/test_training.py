@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from experiments import job as job_module
-from experiments.config import ConfigError
-from experiments.experiment import load_experiment
-from experiments.job import run_job
-from experiments.records import read_jsonl
-from experiments.suite import run_experiment
+from experiments.train import job as job_module
+from experiments.core.config import ConfigError
+from experiments.train.suite import load as load_experiment
+from experiments.train.job import run_job
+from experiments.core.records import read_jsonl
+from experiments.train.suite import run as run_experiment
 from run import cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,7 +23,7 @@ TINY = ["data.train_limit=96", "data.test_limit=40", "noise.levels=[0.0, 0.25, 0
 def tiny_job(mnist_root, network="sparse_cnn2", epochs=3, extra=()):
     exp = load_experiment(REPO / "configs/mnist_table1.yaml",
                           [*TINY, f"train.epochs={epochs}", f"data.root={mnist_root}", *extra])
-    return exp.networks[network]
+    return exp.jobs[network]
 
 
 def strip_timing(records):
@@ -65,7 +65,7 @@ def test_interrupted_run_resumes_to_the_same_final_metrics(mnist_root, tmp_path,
     real_run_epoch = job_module.run_epoch
 
     def interrupt_at_epoch_2(*args, **kwargs):
-        if args[5] == 2:  # the epoch argument
+        if kwargs["epoch"] == 2:
             raise KeyboardInterrupt
         return real_run_epoch(*args, **kwargs)
 
@@ -104,7 +104,7 @@ def test_parallel_jobs_finish_every_run(mnist_root, tmp_path):
     overrides = [*TINY, "train.epochs=1", f"data.root={mnist_root}", "seeds=[1]",
                  "run=[sparse_cnn1, dense_cnn2_sp3]"]
     exp = load_experiment(REPO / "configs/mnist_table1.yaml", overrides)
-    run_experiment(exp, tmp_path / "par", jobs=2)
+    run_experiment(exp, tmp_path / "par", workers=2)
     for name in exp.run:
         run_dir = tmp_path / "par" / "mnist_table1" / name / "seed-1"
         assert (run_dir / "done").is_file()
@@ -143,7 +143,7 @@ def test_smoke_runs_every_mnist_table1_network_as_a_process(mnist_root, tmp_path
 
 
 def test_new_config_keys_do_not_invalidate_an_existing_run(tmp_path):
-    from experiments.job import claim_dir
+    from experiments.core.runs import claim_dir
     claim_dir(tmp_path, {"seed": 1, "train": {"lr": 0.1}})
     claim_dir(tmp_path, {"seed": 1, "train": {"lr": 0.1, "new_option": False}})  # accepted
     assert "new_option" in (tmp_path / "config.yaml").read_text()

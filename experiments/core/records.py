@@ -1,0 +1,82 @@
+"""Files a run leaves behind: atomic writes, JSON lines, YAML, provenance."""
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def atomic_write(path, data):
+    """Write ``data`` (str or bytes) to ``path`` via a temporary file and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, mode) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_yaml(path, data):
+    atomic_write(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def read_jsonl(path):
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_jsonl(path, records):
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def now():
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit():
+    """'<sha>', or '<sha>-dirty' when tracked code differs from it (results/ aside)."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)results"],
+                               cwd=REPO, capture_output=True, text=True, timeout=10).stdout
+        return (sha + ("-dirty" if dirty.strip() else "")) if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device):
+    import torch
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def provenance(device):
+    """Library versions, commit, machine and device: written next to every run's metrics."""
+    import numpy
+    import torch
+    return {"git_commit": git_commit(), "python": sys.version.split()[0],
+            "torch": torch.__version__, "numpy": numpy.__version__,
+            "platform": platform.platform(), "hostname": socket.gethostname(),
+            "device": device_name(device), "command": " ".join(sys.argv)}

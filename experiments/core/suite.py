@@ -1,0 +1,102 @@
+"""An experiment file: a suite of jobs, one per (network, seed), each a full job recipe.
+
+    include: networks/mnist.yaml     # optional: files merged beneath this one
+    task: train                      # which study runs the jobs (default: train)
+    experiment: mnist_sparse         # results go to results/<experiment>/
+    seeds: [42]
+    run: [sparse_cnn2]               # optional: default all networks, in file order
+    defaults: {...}                  # the job settings every network starts from
+    networks:
+      sparse_cnn2: {label: Sparse CNN-2, model: ..., train: ...}   # on top of defaults
+
+Each network resolves to the task's job config dataclass (defaults, then the network's
+entries, then the command line's ``--set`` overrides). ``--set seeds=[42]`` and other top-level
+keys set the experiment itself; any other key (``train.epochs=1``) applies to every network.
+"""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from experiments.core.config import (ConfigError, deep_merge, from_dict, parse_override,
+                                     read_yaml, set_key)
+
+TOP_LEVEL = {"experiment", "seeds", "run", "defaults", "networks", "task", "description"}
+
+
+@dataclass
+class Suite:
+    """A validated experiment file: ``jobs[name]`` is the resolved job config of a network."""
+    experiment: str
+    seeds: list[int]
+    jobs: dict[str, Any]
+    run: list[str]
+    source: Path
+    smoke: bool = False
+
+
+def read_task(path):
+    """The ``task:`` of an experiment file (default 'train')."""
+    task = read_yaml(path).get("task", "train")
+    if not isinstance(task, str):
+        raise ConfigError(f"{path}: task: expected a name, got {task!r}")
+    return task
+
+
+def load_suite(path, job_type, overrides=(), smoke=False, smoke_overrides=None):
+    """Read, merge and validate an experiment file into a Suite of ``job_type`` configs.
+
+    With ``smoke``, ``smoke_overrides`` (dotted key -> value) apply to every network before
+    the command line's, and only the first seed runs. Raises ConfigError on any problem.
+    """
+    raw = read_yaml(path)
+    where = f"{path}: "
+    network_overrides = dict(smoke_overrides or {}) if smoke else {}
+    for text in overrides:
+        keys, value = parse_override(text)
+        if keys[0] in TOP_LEVEL:
+            set_key(raw, keys, value)
+        else:
+            network_overrides[".".join(keys)] = value
+    unknown = sorted(set(raw) - TOP_LEVEL)
+    if unknown:
+        raise ConfigError(f"{where}{unknown[0]}: unknown key (valid keys: "
+                          f"{', '.join(sorted(TOP_LEVEL))})")
+    experiment = raw.get("experiment")
+    if not isinstance(experiment, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", experiment):
+        raise ConfigError(f"{where}experiment: expected a name of letters, digits, _ and -, "
+                          f"got {experiment!r}")
+    seeds = _seeds(raw.get("seeds"), where)
+    jobs = _jobs(raw, job_type, network_overrides, where)
+    run = raw.get("run", list(jobs))
+    if not isinstance(run, list) or not run:
+        raise ConfigError(f"{where}run: expected a non-empty list of network names")
+    for name in run:
+        if name not in jobs:
+            raise ConfigError(f"{where}run: unknown network {name!r} (defined: "
+                              f"{', '.join(jobs)})")
+    return Suite(experiment, seeds[:1] if smoke else seeds, jobs, run, source=Path(path),
+                 smoke=smoke)
+
+
+def _seeds(seeds, where):
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise ConfigError(f"{where}seeds: expected a non-empty list of integers, got {seeds!r}")
+    return seeds
+
+
+def _jobs(raw, job_type, overrides, where):
+    defaults = raw.get("defaults", {})
+    from_dict(job_type, defaults, f"{where}defaults", partial=True)
+    entries = raw.get("networks")
+    if not isinstance(entries, dict) or not entries:
+        raise ConfigError(f"{where}networks: expected a mapping of network name -> settings")
+    jobs = {}
+    for name, entry in entries.items():
+        merged = deep_merge(defaults, entry or {})
+        for key, value in overrides.items():
+            set_key(merged, key.split("."), value)
+        jobs[name] = from_dict(job_type, merged, f"{where}networks.{name}")
+    return jobs

@@ -1,0 +1,8 @@
+"""The report of a train experiment: tables and figures from its run records alone.
+
+Imports no model and no dataset: what the data is comes from each run's dataset.json.
+"""
+
+from experiments.report.write import write_report
+
+__all__ = ["write_report"]

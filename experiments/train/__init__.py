@@ -1,0 +1,1 @@
+"""Task "train": one job trains a network with a seed and sweeps the noise levels every epoch."""
