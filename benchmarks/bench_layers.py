@@ -3,7 +3,7 @@
 Trains them on random data in one process, alternating short timed rounds so that machine
 noise hits all alike, and prints samples/s (median over rounds) and the ratio, for batch
 sizes 64 and 4. k-winners runs its CPU kernel (the default); ``--torch-ops`` also times the
-sparse network with the torch ops that serve other devices (KWINNERS_BACKEND=torch).
+sparse network with the torch ops that serve other devices (MODELS_BACKEND=torch).
     python benchmarks/bench_layers.py [--rounds 7] [--threads N] [--torch-ops]
 """
 
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import models.kwinners as kwinners  # noqa: E402
+import models.backend as backend  # noqa: E402
 from experiments.core.speed import keep_freed_memory  # noqa: E402
 from models import ConvLayerConfig, HiddenLayerConfig, NetworkConfig, build_network  # noqa: E402
 
@@ -50,14 +50,14 @@ def measure(batch_size, rounds, samples_per_round, torch_ops):
         torch.manual_seed(0)
         model = build_network(cfg)
         nets[name] = (model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), backend)
-        kwinners.BACKEND = backend
+        backend.BACKEND = backend
         time_steps(*nets[name][:2], batch_size, 5)  # warm-up (and the kernel's compilation)
     rates = {name: [] for name in nets}
     for _ in range(rounds):
         for name, (model, opt, backend) in nets.items():
-            kwinners.BACKEND = backend
+            backend.BACKEND = backend
             rates[name].append(steps * batch_size / time_steps(model, opt, batch_size, steps))
-    kwinners.BACKEND = "auto"
+    backend.BACKEND = "auto"
     return {name: statistics.median(r) for name, r in rates.items()}
 
 

@@ -4,9 +4,10 @@ from models.kwinners import KWinners, KWinners2d, k_winners
 from models.network import (ConvLayerConfig, HiddenLayerConfig, NetworkConfig, boost_strength,
                             build_network, check_network_config, conv_output_sizes,
                             count_parameters, rezero_weights, update_boost_strength)
+from models.pooling import MaxPool2x2
 from models.sparse_weights import SparseWeights
 
-__all__ = ["KWinners", "KWinners2d", "k_winners", "SparseWeights", "NetworkConfig",
+__all__ = ["KWinners", "KWinners2d", "k_winners", "SparseWeights", "MaxPool2x2", "NetworkConfig",
            "ConvLayerConfig", "HiddenLayerConfig", "build_network", "check_network_config",
            "conv_output_sizes", "count_parameters", "rezero_weights", "update_boost_strength",
            "boost_strength"]

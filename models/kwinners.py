@@ -29,26 +29,21 @@ the frozen duty cycles. ``update_boost_strength()`` (once per epoch) multiplies 
 
 Two implementations compute this. ``_k_winners`` (torch.topk, gather, scatter; autograd does
 the rest) serves every device and dtype and is the reference. For float32 tensors on the CPU
-a numba kernel (``kwinners_cpu``) selects the same winners by radix selection, marks the
-losers and updates the duty cycles in one call, and the layer zeroes the losers with
-``masked_fill``; tests check that both give identical outputs and gradients.
+a numba kernel (``kwinners_cpu``) selects the same winners by radix selection, writes the
+output, marks the losers for the backward pass and updates the duty cycles in one call; tests
+check that both give identical outputs and gradients.
 """
 
 
-import os
-
 import torch
 from torch import nn
+
+from models.backend import parallel_chunks, uses_cpu_kernel
 
 try:  # numba comes with librosa; without it every device uses the torch ops below
     from models import kwinners_cpu
 except ImportError:  # pragma: no cover - numba is in requirements.txt
     kwinners_cpu = None
-
-# "auto": numba kernels for float32 CPU tensors, torch ops elsewhere; "torch": torch ops always
-# (for tracing, export or comparison). Read at import; tests and benchmarks may set it directly.
-BACKEND = os.environ.get("KWINNERS_BACKEND", "auto")
-_PARALLEL_MIN = 1 << 15  # values per call below which the CPU kernel runs on one thread
 
 
 def k_winners(x, k, scores=None):
@@ -72,39 +67,33 @@ def _k_winners(x, k, scores):
     return x.new_zeros(x.shape).scatter_(1, winners, values), winners, values
 
 
-def uses_cpu_kernel(x, duty_cycle):
-    """Whether the numba kernel serves ``x``: float32 on the CPU, backend "auto", not tracing."""
-    return (kwinners_cpu is not None and BACKEND == "auto" and x.device.type == "cpu"
-            and x.dtype == torch.float32 and duty_cycle.dtype == torch.float32
-            and duty_cycle.device.type == "cpu" and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling())
+class _KWinnersCPU(torch.autograd.Function):
+    """k-winners by the numba kernel: the same winners as ``_k_winners`` on the boosted scores
+    (exact ties go to the lowest index), the same output, and the same gradient (1 at the
+    winners, 0 elsewhere). In training mode the kernel also updates the layer's duty cycles
+    and sample count, with the arithmetic of ``_update_duty_cycle``."""
 
+    @staticmethod
+    def forward(ctx, x, layer, boost, group, k):  # x (B, n)
+        x = x.detach().contiguous()
+        out = torch.empty_like(x)
+        save = ctx.needs_input_grad[0]
+        losers = torch.empty(x.shape if save else (0, 0), dtype=torch.bool)
+        args = (x.numpy(), boost.detach().contiguous().numpy(), group, k, out.numpy(),
+                losers.numpy(), layer.duty_cycle.numpy(), layer.samples_seen.view(1).numpy(),
+                layer.duty_cycle_period, layer.training)
+        chunks = parallel_chunks(x)
+        if chunks == 1:
+            kwinners_cpu.forward(*args)
+        else:
+            kwinners_cpu.forward_parallel(*args, chunks)
+        ctx.save_for_backward(losers)
+        return out
 
-def _cpu_losers(layer, x, boost, group, k):
-    """(B, n) bool mask of the non-winners of ``x``, from the numba kernel.
-
-    Same winners as ``_k_winners`` on the boosted scores (exact ties go to the lowest index).
-    In training mode the kernel also updates ``layer``'s duty cycles and sample count, with the
-    arithmetic of ``_update_duty_cycle``.
-    """
-    x = x.detach().contiguous()
-    losers = torch.empty(x.shape, dtype=torch.bool)
-    args = (x.numpy(), boost.detach().contiguous().numpy(), group, k, losers.numpy(),
-            layer.duty_cycle.numpy(), layer.samples_seen.view(1).numpy(),
-            layer.duty_cycle_period, layer.training)
-    chunks = parallel_chunks(x)
-    if chunks == 1:
-        kwinners_cpu.forward(*args)
-    else:
-        kwinners_cpu.forward_parallel(*args, chunks)
-    return losers
-
-
-def parallel_chunks(x):
-    """Parallel tasks for one kernel call: torch's thread count for large inputs, else 1."""
-    if x.numel() < _PARALLEL_MIN:
-        return 1
-    return max(1, min(x.shape[0], torch.get_num_threads()))
+    @staticmethod
+    def backward(ctx, grad):
+        (losers,) = ctx.saved_tensors
+        return grad.masked_fill(losers, 0.0), None, None, None, None
 
 
 def _check_k(k, n):
@@ -151,8 +140,8 @@ class _KWinnersBase(nn.Module):
         b = x.shape[0]
         k = self.k if self.training else self.k_eval
         boost = self.boost_factors()  # (n / group,)
-        if uses_cpu_kernel(x, self.duty_cycle):
-            return x.masked_fill(_cpu_losers(self, x, boost, group, k), 0.0)
+        if kwinners_cpu is not None and uses_cpu_kernel(x, self.duty_cycle):
+            return _KWinnersCPU.apply(x, self, boost, group, k)
         scores = (x.detach().view(b, -1, group) * boost.view(1, -1, 1)).view(b, -1)
         out, winners, values = _k_winners(x, k, scores)
         if self.training:

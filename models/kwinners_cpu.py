@@ -12,9 +12,10 @@ counting instead of comparing, in a fixed number of passes:
 3. The candidates (a few percent of the row) are resolved the same way on the remaining 21
    bits, 8 at a time. Keys still equal after all 32 bits are tied: the lowest indices win.
 
-The kernel marks the losers (``models.kwinners`` then zeroes them with ``masked_fill``, whose
-gradient autograd already knows) and, in training, counts the positive winners per duty-cycle
-group and updates the duty cycles in place: one call instead of a dozen tensor ops. It serves
+The kernel writes the layer's output (the raw values at the winners, zeros elsewhere), marks
+the losers for the backward pass (``models.kwinners`` zeroes the gradient there) and, in
+training, counts the positive winners per duty-cycle group and updates the duty cycles in
+place: one call instead of a dozen tensor ops. It serves
 float32 tensors on the CPU; everywhere else the layer uses torch ops, with the same winners.
 """
 
@@ -110,22 +111,30 @@ def _select_row(keys, largest, k, winners, hist, cand, cand2):
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
-def _forward_rows(x, boost, group, k, first, last, losers, active, count):
-    """Mark the losers of rows ``first`` to ``last`` - 1; if ``count``, add positive winners."""
+def _forward_rows(x, boost, group, k, first, last, out, losers, active, count):
+    """Rows ``first`` to ``last`` - 1: ``out`` <- x at the winners, 0 elsewhere; ``losers``
+    (when it has rows) <- True but at the winners; if ``count``, add positive winners."""
     n = x.shape[1]
     keys = np.empty(n, np.uint32)
     hist = np.empty(_LANES * _BINS, np.int32)
     cand = np.empty(n + 1, np.int64)
     cand2 = np.empty(n + 1, np.int64)
     picked = np.empty(k + 1, np.int64)  # one spare slot for the branch-free writes
+    mark = losers.shape[0] > 0
+    zero = np.float32(0.0)
     for r in range(first, last):
         row = x[r]
         largest = _boosted_keys(row, boost, group, keys)
         _select_row(keys, largest, k, picked, hist, cand, cand2)
-        loser_row = losers[r]
-        loser_row[:] = True
+        out_row = out[r]
+        out_row[:] = zero
         for i in range(k):
-            loser_row[picked[i]] = False
+            out_row[picked[i]] = row[picked[i]]
+        if mark:
+            loser_row = losers[r]
+            loser_row[:] = True
+            for i in range(k):
+                loser_row[picked[i]] = False
         if count:
             for i in range(k):
                 j = picked[i]
@@ -148,26 +157,27 @@ def _update_duty_cycle(duty, seen, active, batch, group, period_max):
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
-def forward(x, boost, group, k, losers, duty, seen, period_max, train):
+def forward(x, boost, group, k, out, losers, duty, seen, period_max, train):
     """k-winners of ``x`` (B, n) float32, scores ``x * boost`` (one factor per ``group`` entries).
 
-    Sets ``losers`` (B, n, bool) True everywhere but at each row's k winners. With ``train``,
-    also updates the duty cycles ``duty`` (n // group,) and the sample count ``seen`` (1,) in
-    place, exactly as ``_KWinnersBase._update_duty_cycle`` does.
+    Writes ``out`` (B, n): the raw ``x`` at each row's k winners, 0 elsewhere, and, unless it
+    is empty (0 rows), ``losers`` (B, n, bool): True everywhere but at the winners (what the
+    backward pass needs). With ``train``, also updates the duty cycles ``duty`` (n // group,)
+    and the sample count ``seen`` (1,) in place, as ``_KWinnersBase._update_duty_cycle`` does.
     """
     active = np.zeros(duty.shape[0], np.float64)
-    _forward_rows(x, boost, group, k, 0, x.shape[0], losers, active, train)
+    _forward_rows(x, boost, group, k, 0, x.shape[0], out, losers, active, train)
     if train:
         _update_duty_cycle(duty, seen, active, x.shape[0], group, period_max)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)
-def forward_parallel(x, boost, group, k, losers, duty, seen, period_max, train, chunks):
+def forward_parallel(x, boost, group, k, out, losers, duty, seen, period_max, train, chunks):
     """``forward`` with the rows split into ``chunks`` parallel tasks."""
     rows = x.shape[0]
     active = np.zeros((chunks, duty.shape[0]), np.float64)
     for c in numba.prange(chunks):
         _forward_rows(x, boost, group, k, c * rows // chunks, (c + 1) * rows // chunks,
-                      losers, active[c], train)
+                      out, losers, active[c], train)
     if train:
         _update_duty_cycle(duty, seen, active.sum(axis=0), rows, group, period_max)

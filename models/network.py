@@ -17,6 +17,7 @@ from typing import Optional
 from torch import nn
 
 from models.kwinners import KWinners, KWinners2d
+from models.pooling import MaxPool2x2
 from models.sparse_weights import SparseWeights
 
 
@@ -106,7 +107,7 @@ def build_network(cfg):
         layers.append((f"conv{i}", nn.Conv2d(in_channels, c, cfg.kernel_size)))
         if cfg.batch_norm:
             layers.append((f"bn{i}", nn.BatchNorm2d(c, affine=False)))
-        layers.append((f"pool{i}", nn.MaxPool2d(2)))
+        layers.append((f"pool{i}", MaxPool2x2()))
         if layer.k is None:
             layers.append((f"relu{i}", nn.ReLU()))
         else:

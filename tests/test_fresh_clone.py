@@ -56,7 +56,7 @@ def clone(tmp_path_factory, mnist_root):
 
 def run_in(clone, commands):
     code = DRIVER.format(commands=commands)
-    env = {"KWINNERS_BACKEND": "torch", "PATH": "/usr/bin:/bin"}  # no kernel compile here
+    env = {"MODELS_BACKEND": "torch", "PATH": "/usr/bin:/bin"}  # no kernel compile here
     return subprocess.run([sys.executable, "-c", code], cwd=clone, capture_output=True,
                           text=True, timeout=600, env=env)
 

@@ -9,13 +9,13 @@ import math
 import pytest
 import torch
 
-import models.kwinners as kwinners_module
+import models.backend as backend_module
 from models import KWinners, KWinners2d
 
 
 @pytest.fixture(autouse=True, params=["auto", "torch"])
 def backend(request, monkeypatch):
-    monkeypatch.setattr(kwinners_module, "BACKEND", request.param)
+    monkeypatch.setattr(backend_module, "BACKEND", request.param)
     return request.param
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-import models.kwinners as kwinners_module
+import models.backend as backend_module
 from models import KWinners, KWinners2d
 from models import kwinners_cpu
 
@@ -14,10 +14,12 @@ def kernel_winners(scores, k):
     """Winner indices (B, k), sorted, from the kernel with unit boost."""
     rows, n = scores.shape
     losers = torch.empty(rows, n, dtype=torch.bool)
+    out = torch.empty(rows, n)
     duty, seen = torch.zeros(n), torch.zeros(1, dtype=torch.long)
-    kwinners_cpu.forward(scores.contiguous().numpy(), torch.ones(n).numpy(), 1, k,
-                          losers.numpy(), duty.numpy(), seen.numpy(), 1000, False)
+    kwinners_cpu.forward(scores.contiguous().numpy(), torch.ones(n).numpy(), 1, k, out.numpy(),
+                         losers.numpy(), duty.numpy(), seen.numpy(), 1000, False)
     assert (~losers).sum(1).tolist() == [k] * rows
+    assert torch.equal(out, scores.masked_fill(losers, 0.0))
     return torch.nonzero(~losers)[:, 1].view(rows, k)
 
 
@@ -50,7 +52,7 @@ def test_extreme_values_rank_as_floats():
 
 
 def run_layer(make, shape, backend, steps, monkeypatch):
-    monkeypatch.setattr(kwinners_module, "BACKEND", backend)
+    monkeypatch.setattr(backend_module, "BACKEND", backend)
     torch.manual_seed(0)
     layer = make()
     outs, grads = [], []
@@ -88,10 +90,10 @@ def test_parallel_kernel_matches_the_serial_one(monkeypatch):
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        monkeypatch.setattr(kwinners_module, "_PARALLEL_MIN", 0)
-        assert kwinners_module.parallel_chunks(torch.empty(64, 4608)) == 2
+        monkeypatch.setattr(backend_module, "PARALLEL_MIN", 0)
+        assert backend_module.parallel_chunks(torch.empty(64, 4608)) == 2
         out_p, grad_p, layer_p = run_layer(make, shape, "auto", 3, monkeypatch)
-        monkeypatch.setattr(kwinners_module, "_PARALLEL_MIN", 10**12)
+        monkeypatch.setattr(backend_module, "PARALLEL_MIN", 10**12)
         out_s, grad_s, layer_s = run_layer(make, shape, "auto", 3, monkeypatch)
     finally:
         torch.set_num_threads(threads)
@@ -102,7 +104,7 @@ def test_parallel_kernel_matches_the_serial_one(monkeypatch):
 
 def test_kernel_serves_only_float32_cpu_tensors():
     layer = KWinners(10, 3)
-    assert kwinners_module.uses_cpu_kernel(torch.randn(2, 10), layer.duty_cycle)
-    assert not kwinners_module.uses_cpu_kernel(torch.randn(2, 10).double(), layer.duty_cycle)
+    assert backend_module.uses_cpu_kernel(torch.randn(2, 10), layer.duty_cycle)
+    assert not backend_module.uses_cpu_kernel(torch.randn(2, 10).double(), layer.duty_cycle)
     y = layer.double()(torch.randn(4, 10, dtype=torch.float64))  # torch ops serve float64
     assert y.dtype == torch.float64 and (y != 0).sum(1).tolist() == [3] * 4
