@@ -2,6 +2,7 @@
 
     python run.py configs/mnist_sparse.yaml                 train, sweep noise, write the report
     python run.py configs/mnist_table1.yaml --jobs 2        the whole table, resumable
+    python run.py configs/mnist_table1.yaml --launcher ray  the same on a Ray cluster (README)
     python run.py configs/mnist_sparse.yaml --describe      layers and parameter counts only
     python run.py configs/mnist_sparse.yaml --smoke         seconds: 256 samples, one epoch
     python run.py configs/mnist_table1.yaml --report        rebuild the report from the records
@@ -26,10 +27,21 @@ def cli(argv=None):
                         help="print each network's layers and parameter counts; no training")
     parser.add_argument("--smoke", action="store_true",
                         help="a seconds-long run: few samples, one epoch, first seed")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel training processes")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per job (default: all cores / jobs); use 1 when "
-                             "other programs share the cores")
+    parser.add_argument("--launcher", default="local", metavar="{local,ray}",
+                        help="how jobs run: local (this machine, --jobs processes; the default) "
+                             "or ray (a Ray cluster; pip install -r requirements-ray.txt)")
+    parser.add_argument("--jobs", type=int, metavar="N",
+                        help="local: parallel training processes (default 1)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="local: torch threads per job (default: all cores / jobs); use 1 "
+                             "when other programs share the cores")
+    parser.add_argument("--address", metavar="HOST:PORT",
+                        help="ray: the cluster (default: RAY_ADDRESS, else a cluster started by "
+                             "`ray start` here, else a new Ray instance on this machine's cores)")
+    parser.add_argument("--cpus-per-job", type=int, metavar="N",
+                        help="ray: CPUs per job, which are its torch threads (default 1)")
+    parser.add_argument("--gpus-per-job", type=float, metavar="F",
+                        help="ray: GPUs per job; 0.25 packs four jobs on a GPU (default 0)")
     parser.add_argument("--out", default="results", help="results folder (default: results)")
     parser.add_argument("--force", action="store_true",
                         help="overwrite existing runs of this experiment")

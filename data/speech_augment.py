@@ -116,7 +116,7 @@ def augment_features(waves, lengths, params):
 
 
 def augmented_log_mel(waves, lengths, generator):
-    """Draw parameters from ``generator`` and augment (B, 16000) clips, in chunks of 64."""
+    """Draw parameters from ``generator`` and augment (B, 16000) clips, in chunks of CHUNK."""
     params = draw_params(len(waves), generator)
     out = torch.empty(len(waves), 1, N_MELS, N_FRAMES)
     for start in range(0, len(waves), CHUNK):

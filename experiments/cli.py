@@ -11,6 +11,7 @@ from pathlib import Path
 
 from data import DataError
 from experiments.core.config import ConfigError
+from experiments.core.launch import JobsFailed, launcher_named
 from experiments.core.runs import experiment_dir, refuse_reference
 from experiments.core.speed import keep_freed_memory
 from experiments.core.suite import read_task
@@ -19,6 +20,11 @@ USER_ERRORS = (ConfigError, DataError)
 TASKS = {  # task -> (module with load/run, "module:function" of its report, or None)
     "train": ("experiments.train.suite", "experiments.report:write_report"),
     "theory": ("experiments.theory.task", None),
+    "analysis": ("experiments.analysis.task", "experiments.analysis.report:write_report"),
+}
+LAUNCHER_FLAGS = {  # launcher -> {command-line flag: its option name in experiments/core/launch.py}
+    "local": {"jobs": "workers", "threads": "threads"},
+    "ray": {"address": "address", "cpus_per_job": "cpus_per_job", "gpus_per_job": "gpus_per_job"},
 }
 
 
@@ -29,6 +35,9 @@ def main(args):
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except JobsFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted: finished steps are saved; rerun the same command to resume",
               file=sys.stderr)
@@ -37,10 +46,7 @@ def main(args):
 
 def _dispatch(args):
     keep_freed_memory()
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs: must be >= 1, got {args.jobs}")
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads: must be >= 1, got {args.threads}")
+    options = launcher_options(args)
     name = read_task(args.config)
     if name not in TASKS:
         raise ConfigError(f"{args.config}: task: must be one of {', '.join(TASKS)}, got {name!r}")
@@ -54,10 +60,41 @@ def _dispatch(args):
         task.describe(suite, experiment_dir(suite, out))
         return 0
     if not args.report:
-        task.run(suite, out, force=args.force, workers=args.jobs, threads=args.threads)
+        task.run(suite, out, force=args.force, launcher=args.launcher, **options)
     if report:
         _resolve(report)(experiment_dir(suite, out))
     return 0
+
+
+def launcher_options(args):
+    """The chosen launcher's options from the command line, checked before any work: a flag of
+    another launcher, a bad count, or a launcher that is unknown or not installed stops here."""
+    launcher_named(args.launcher)
+    _check_counts(args)
+    options = {}
+    for launcher, flags in LAUNCHER_FLAGS.items():
+        for flag, option in flags.items():
+            if getattr(args, flag) is None:
+                continue
+            if launcher != args.launcher:
+                raise ConfigError(f"{_flag(flag)}: only with --launcher {launcher}")
+            options[option] = getattr(args, flag)
+    return options
+
+
+def _check_counts(args):
+    for flag in ("jobs", "threads", "cpus_per_job"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ConfigError(f"{_flag(flag)}: must be >= 1, got {value}")
+    gpus = args.gpus_per_job
+    if gpus is not None and (gpus <= 0 or gpus > 1 and not float(gpus).is_integer()):
+        raise ConfigError(f"--gpus-per-job: must be a share in (0, 1] or a whole number of "
+                          f"GPUs, got {gpus}")
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
 
 
 def _resolve(target):

@@ -35,6 +35,8 @@ check that both give identical outputs and gradients.
 """
 
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -96,6 +98,32 @@ class _KWinnersCPU(torch.autograd.Function):
         return grad.masked_fill(losers, 0.0), None, None, None, None
 
 
+# Backward passes that attacks may put in place of k-winners' own (gradient 1 at the winners,
+# 0 elsewhere): BPDA, "backward pass differentiable approximation" (Athalye et al., 2018).
+SURROGATES = {
+    "identity": lambda x: x,  # straight-through: every unit passes the gradient
+    "relu": torch.relu,  # ReLU-like: the units with positive input pass it
+}
+
+
+@contextlib.contextmanager
+def surrogate_gradients(model, mode):
+    """Within the block, every k-winners layer of ``model`` keeps its forward pass (outputs
+    identical) and takes the backward pass of ``mode`` (a key of SURROGATES, or None for its
+    own)."""
+    if mode is not None and mode not in SURROGATES:
+        raise ValueError(f"surrogate must be one of {', '.join(SURROGATES)} or None, got {mode!r}")
+    layers = [m for m in model.modules() if isinstance(m, _KWinnersBase)]
+    saved = [m.surrogate for m in layers]
+    try:
+        for m in layers:
+            m.surrogate = mode
+        yield model
+    finally:
+        for m, old in zip(layers, saved):
+            m.surrogate = old
+
+
 def _check_k(k, n):
     if not 0 < k <= n:
         raise ValueError(f"k must be in 1..{n} (n = {n}), got {k}")
@@ -118,6 +146,7 @@ class _KWinnersBase(nn.Module):
         self.register_buffer("boost_strength", torch.tensor(float(boost_strength)))
         self.register_buffer("duty_cycle", torch.zeros(duty_cycle_shape))
         self.register_buffer("samples_seen", torch.tensor(0, dtype=torch.long))
+        self.surrogate = None  # a key of SURROGATES: the backward pass of attacks (BPDA)
 
     @property
     def k_eval(self):
@@ -136,6 +165,14 @@ class _KWinnersBase(nn.Module):
         self.boost_strength.mul_(self.boost_strength_factor)
 
     def _forward_flat(self, x, group):
+        """k-winners on ``x`` (B, n), its backward pass replaced when ``surrogate`` is set."""
+        out = self._k_winners_flat(x, group)
+        if self.surrogate is None:
+            return out
+        proxy = SURROGATES[self.surrogate](x)
+        return out.detach() + (proxy - proxy.detach())  # forward: out; backward: proxy's
+
+    def _k_winners_flat(self, x, group):
         """k-winners on ``x`` (B, n) where each duty cycle covers ``group`` consecutive entries."""
         b = x.shape[0]
         k = self.k if self.training else self.k_eval

@@ -1,9 +1,11 @@
 """The paper's CNNs as one builder: conv blocks, a hidden block, a dense output layer.
 
-    conv block   Conv2d(5x5, stride 1, no padding) -> [BatchNorm2d(affine=False)]
-                 -> MaxPool2d(2) -> KWinners2d (k of C*H*W), or ReLU when k is None
-    hidden block Flatten -> Linear (SparseWeights when density < 1) -> [BatchNorm1d(affine=False)]
-                 -> [Dropout] -> KWinners (k of units), or ReLU when k is None
+    conv block   Conv2d(5x5, stride 1, no padding; DropConnect when dropconnect > 0)
+                 -> [BatchNorm2d(affine=False)] -> MaxPool2x2 -> KWinners2d (k of C*H*W),
+                 or ReLU when k is None
+    hidden block Flatten -> Linear (SparseWeights when density < 1, DropConnect when
+                 dropconnect > 0) -> [BatchNorm1d(affine=False)] -> [Dropout]
+                 -> KWinners (k of units), or ReLU when k is None
     output       Linear -> log-softmax (train with NLL loss)
 
 k = None means a dense layer (plain ReLU). Sizes for MNIST: 28 -> conv 24 -> pool 12 -> conv 8
@@ -16,6 +18,7 @@ from typing import Optional
 
 from torch import nn
 
+from models.dropconnect import DropConnect
 from models.kwinners import KWinners, KWinners2d
 from models.pooling import MaxPool2x2
 from models.sparse_weights import SparseWeights
@@ -25,6 +28,7 @@ from models.sparse_weights import SparseWeights
 class ConvLayerConfig:
     channels: int
     k: Optional[int] = None  # winners out of C*H*W after pooling; None: ReLU
+    dropconnect: float = 0.0  # DropConnect probability of the conv's weights (0: none)
 
 
 @dataclass
@@ -32,6 +36,7 @@ class HiddenLayerConfig:
     units: int
     k: Optional[int] = None  # winners out of `units`; None: ReLU
     density: float = 1.0  # fraction of non-zero weights in the hidden Linear
+    dropconnect: float = 0.0  # DropConnect probability of the hidden Linear's weights
 
 
 @dataclass
@@ -42,7 +47,7 @@ class NetworkConfig:
     num_classes: int = 10
     kernel_size: int = 5
     batch_norm: bool = False
-    dropout: float = 0.0
+    dropout: float = 0.0  # dropout on the hidden layer's pre-activations (before k-winners)
     k_inference_factor: float = 1.0
     boost_strength: float = 0.0
     boost_strength_factor: float = 1.0
@@ -72,6 +77,7 @@ def check_network_config(cfg):
         if layer.k is not None and not 0 < layer.k <= c * h * w:
             raise ValueError(f"conv[{i}].k: must be in 1..{c * h * w} (n = {c}x{h}x{w}), "
                              f"got {layer.k}")
+        _check_probability(f"conv[{i}].dropconnect", layer.dropconnect)
     hidden = cfg.hidden
     if hidden.units < 1:
         raise ValueError(f"hidden.units: must be >= 1, got {hidden.units}")
@@ -79,8 +85,11 @@ def check_network_config(cfg):
         raise ValueError(f"hidden.k: must be in 1..{hidden.units} (n = units), got {hidden.k}")
     if not 0.0 < hidden.density <= 1.0:
         raise ValueError(f"hidden.density: must be in (0, 1], got {hidden.density}")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise ValueError(f"dropout: must be in [0, 1), got {cfg.dropout}")
+    _check_probability("hidden.dropconnect", hidden.dropconnect)
+    if hidden.density < 1.0 and hidden.dropconnect > 0.0:
+        raise ValueError("hidden.dropconnect: a layer has fixed sparse weights (density < 1) "
+                         "or DropConnect, not both")
+    _check_probability("dropout", cfg.dropout)
     if cfg.k_inference_factor <= 0 or cfg.boost_strength < 0:
         raise ValueError("k_inference_factor must be > 0 and boost_strength >= 0")
     if not 0.0 <= cfg.boost_strength_factor <= 1.0:
@@ -88,6 +97,20 @@ def check_network_config(cfg):
                          f"got {cfg.boost_strength_factor}")
     if cfg.duty_cycle_period < 1:
         raise ValueError(f"duty_cycle_period: must be >= 1, got {cfg.duty_cycle_period}")
+
+
+def _check_probability(key, p):
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"{key}: must be in [0, 1), got {p}")
+
+
+def _weights(module, density=1.0, dropconnect=0.0):
+    """``module`` with fixed sparse weights or DropConnect when asked for."""
+    if density < 1.0:
+        return SparseWeights(module, density)
+    if dropconnect > 0.0:
+        return DropConnect(module, dropconnect)
+    return module
 
 
 def _winners(cfg, k, n, channels=None):
@@ -104,7 +127,8 @@ def build_network(cfg):
     check_network_config(cfg)
     layers, in_channels = [], cfg.input_shape[0]
     for i, (layer, (c, h, w)) in enumerate(zip(cfg.conv, conv_output_sizes(cfg)), start=1):
-        layers.append((f"conv{i}", nn.Conv2d(in_channels, c, cfg.kernel_size)))
+        conv = nn.Conv2d(in_channels, c, cfg.kernel_size)
+        layers.append((f"conv{i}", _weights(conv, dropconnect=layer.dropconnect)))
         if cfg.batch_norm:
             layers.append((f"bn{i}", nn.BatchNorm2d(c, affine=False)))
         layers.append((f"pool{i}", MaxPool2x2()))
@@ -115,9 +139,7 @@ def build_network(cfg):
         in_channels = c
     c, h, w = conv_output_sizes(cfg)[-1] if cfg.conv else cfg.input_shape
     hidden = cfg.hidden
-    linear = nn.Linear(c * h * w, hidden.units)
-    if hidden.density < 1.0:
-        linear = SparseWeights(linear, hidden.density)
+    linear = _weights(nn.Linear(c * h * w, hidden.units), hidden.density, hidden.dropconnect)
     layers += [("flatten", nn.Flatten()), ("linear", linear)]
     if cfg.batch_norm:
         layers.append(("bn", nn.BatchNorm1d(hidden.units, affine=False)))

@@ -56,6 +56,13 @@ BAD = [
     ("defaults:\n  model: {hidden: {units: 10, density: 0}}", "hidden.density: must be in (0, 1]"),
     ("defaults:\n  model: {hidden: {units: 10, density: 1.5}}",
      "hidden.density: must be in (0, 1]"),
+    ("defaults:\n  model: {hidden: {units: 10, density: 0.3, dropconnect: 0.7}}",
+     "hidden.dropconnect: a layer has fixed sparse weights (density < 1) or DropConnect"),
+    ("defaults:\n  model: {hidden: {units: 10, dropconnect: 1.0}}",
+     "hidden.dropconnect: must be in [0, 1), got 1.0"),
+    ("defaults:\n  model: {conv: [{channels: 4, dropconnect: -0.1}]}",
+     "model.conv[0].dropconnect: must be in [0, 1)"),
+    ("defaults:\n  model: {dropout: 1.0}", "dropout: must be in [0, 1), got 1.0"),
     ("seeds: 42", "seeds: expected a non-empty list of integers"),
     ("run: [nope]", "run: unknown network 'nope'"),
     ("colour: red", "colour: unknown key"),
@@ -116,3 +123,20 @@ def test_describe_writes_table3_with_counts(tmp_path, capsys):
     assert "Sparse CNN-2: 776,606 parameters, 274,706 non-zero" in out
     csv = (tmp_path / "mnist_sparse" / "networks.csv").read_text()
     assert "776606,274706" in csv and "k=400 of 4608" in csv
+
+
+def test_a_network_variant_states_only_how_it_differs_from_its_base(tmp_path):
+    text = GOOD + ("  variant:\n    base: net\n    label: Variant\n"
+                   "    model: {hidden: {units: 10, density: 1.0, dropconnect: 0.5}}\n")
+    exp = load_experiment(write(tmp_path, text))
+    base, variant = exp.jobs["net"], exp.jobs["variant"]
+    assert variant.label == "Variant" and variant.model.hidden.dropconnect == 0.5
+    assert variant.model.conv == base.model.conv and variant.train == base.train
+    assert base.model.hidden.dropconnect == 0.0
+
+
+@pytest.mark.parametrize("base, problem", [("nope", "no such network"), ("loop", "a loop")])
+def test_a_bad_base_is_named(tmp_path, base, problem):
+    text = GOOD + f"  loop:\n    base: {base}\n"
+    with pytest.raises(ConfigError, match=f"networks.loop.base: '{base}': {problem}"):
+        load_experiment(write(tmp_path, text))

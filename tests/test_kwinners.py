@@ -174,3 +174,22 @@ def test_invalid_k_is_rejected():
         KWinners(10, 11)
     with pytest.raises(ValueError, match="k must be in"):
         KWinners2d(2, 100)(torch.randn(1, 2, 3, 3))
+
+
+@pytest.mark.parametrize("mode", ["identity", "relu"])
+def test_surrogate_gradients_change_the_backward_pass_only(mode):
+    from models import surrogate_gradients
+    torch.manual_seed(0)
+    layer = KWinners2d(4, 20, k_inference_factor=1.5, boost_strength=1.5).eval()
+    x = torch.randn(3, 4, 5, 5, requires_grad=True)
+    exact = layer(x)
+    (exact_grad,) = torch.autograd.grad(exact.sum(), x)
+    with surrogate_gradients(layer, mode):
+        out = layer(x)
+        (grad,) = torch.autograd.grad(out.sum(), x)
+    assert torch.equal(out, exact)  # the forward pass is untouched
+    expected = torch.ones_like(x) if mode == "identity" else (x > 0).float()
+    assert torch.equal(grad, expected) and not torch.equal(grad, exact_grad)
+    assert layer.surrogate is None  # restored after the block
+    (again,) = torch.autograd.grad(layer(x).sum(), x)
+    assert torch.equal(again, exact_grad)

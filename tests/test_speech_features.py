@@ -63,7 +63,7 @@ def test_log_mel_is_relative_to_the_clip_max_and_floored_at_minus_80_db():
 
 def test_log_mel_results_do_not_depend_on_batching():
     clips = torch.from_numpy(speech_like_clips(2 * CHUNK + 3, seed=3))
-    picks = [0, 37, CHUNK, 2 * CHUNK + 2]
+    picks = [0, CHUNK - 1, CHUNK, 2 * CHUNK + 2]
     one_by_one = torch.cat([log_mel(clips[i:i + 1]) for i in picks])
     torch.testing.assert_close(log_mel(clips)[picks], one_by_one, atol=1e-4, rtol=0)
     assert log_mel(clips[:0]).shape == (0, 1, 32, 32)

@@ -6,6 +6,7 @@
         dataset.json     what the data is (title, noise axis), for reports that read no data
         metrics.jsonl    one JSON line per finished step of the job (an epoch, an attack)
         done             written last: the run is complete
+        lock             while a process runs the job: its host and pid (see ``run_lock``)
     <out>/<experiment>/noisy_examples.npz       a few noisy test inputs (written by the task)
     <out>/<experiment>/...                      the report, rebuilt from the records
 
@@ -14,7 +15,12 @@ A user's runs go to ``results/`` (git-ignored); the records the README quotes ar
 """
 
 import json
+import os
 import shutil
+import socket
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +140,150 @@ def close_session(folder, wall_seconds):
     sessions = json.loads(path.read_text())["sessions"]
     sessions[-1].update(finished=now(), wall_seconds=round(wall_seconds, 1))
     atomic_write(path, json.dumps({"sessions": sessions}, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------- one process per run folder
+
+LOCK = "lock"
+HEARTBEAT_SECONDS = 10  # a holder touches its lock this often
+STALE_SECONDS = 120  # untouched this long: its holder is gone (well beyond NFS's attribute cache)
+POLL_SECONDS = 1
+
+
+class RunLocked(Exception):
+    """Another live process holds the run folder's lock: the job is running there."""
+
+
+class NotShared(Exception):
+    """A folder the driver made is not visible where the job runs: not a shared filesystem."""
+
+
+def check_visible(folder):
+    """Stop a job whose run folder (claimed by the driver, so it has a config.yaml) is not here."""
+    folder = Path(folder)
+    if not (folder / "config.yaml").is_file() or not os.access(folder, os.W_OK):
+        raise NotShared(f"{folder.resolve()}: run folder not found or not writable on host "
+                        f"{socket.gethostname()}: run folders must be on a filesystem that "
+                        f"every node shares (the same path everywhere)")
+
+
+@contextmanager
+def run_lock(folder, wait=0.0, beat=HEARTBEAT_SECONDS, stale_after=STALE_SECONDS):
+    """Hold ``folder``'s lock for the block, so that one process at a time runs its job.
+
+    The lock is ``<folder>/lock``, created with O_CREAT|O_EXCL (atomic, NFS included) and
+    naming its holder's host and pid; a thread touches it every ``beat`` seconds. A lock is
+    stale, and taken over, when its holder is on this host and its pid is gone, or when it has
+    not been touched for ``stale_after`` seconds (its node was lost). A live holder is waited
+    for up to ``wait`` seconds; then RunLocked.
+    """
+    path = Path(folder) / LOCK
+    fd = _acquire(path, wait, stale_after)
+    stop = threading.Event()
+    heart = threading.Thread(target=_heartbeat, args=(fd, stop, beat), daemon=True)
+    heart.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        heart.join()
+        _release(path, fd)
+
+
+def lock_holder(path):
+    """What a lock file says ({} when it is gone or its holder is still writing it)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _acquire(path, wait, stale_after):
+    deadline = time.monotonic() + wait
+    while True:
+        fd = _create(path)
+        if fd is None and _remove_if_stale(path, stale_after):
+            fd = _create(path)
+        if fd is not None:
+            return fd
+        if time.monotonic() >= deadline:
+            holder = lock_holder(path)
+            raise RunLocked(f"{path.parent}: running elsewhere (host {holder.get('host')}, "
+                            f"pid {holder.get('pid')}, since {holder.get('since')})")
+        time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+
+
+def _create(path):
+    """An open descriptor of a new lock at ``path`` naming this process; None if one exists."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return None
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": now()}
+    os.write(fd, json.dumps(holder).encode())
+    os.fsync(fd)
+    return fd
+
+
+def _remove_if_stale(path, stale_after):
+    """Remove the lock at ``path`` if it is stale; True if removed.
+
+    Deciding and removing happen while holding ``<lock>.break`` (itself a lock, held for
+    milliseconds), so that two processes that both saw a stale lock cannot remove the fresh
+    lock one of them has just made.
+    """
+    breaker = path.with_name(path.name + ".break")
+    fd = _create(breaker)
+    if fd is None:
+        if _is_stale(breaker, stale_after):
+            breaker.unlink(missing_ok=True)
+        return False
+    try:
+        stale = _is_stale(path, stale_after)
+        if stale:
+            path.unlink(missing_ok=True)
+        return stale
+    finally:
+        _release(breaker, fd)
+
+
+def _is_stale(path, stale_after):
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    holder = lock_holder(path)
+    here = holder.get("host") == socket.gethostname()
+    return age > stale_after or (here and not _pid_alive(holder.get("pid")))
+
+
+def _pid_alive(pid):
+    if not isinstance(pid, int) or pid <= 0:
+        return True  # unknown: only the heartbeat can tell
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        pass
+    return True
+
+
+def _heartbeat(fd, stop, beat):
+    """Touch the lock through its own descriptor: a lock taken over as stale is never touched."""
+    while not stop.wait(beat):
+        os.utime(fd)
+
+
+def _release(path, fd):
+    """Close the lock and remove it if the file at ``path`` is still this one."""
+    try:
+        ours = os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        ours = False
+    if ours:
+        path.unlink()
+    os.close(fd)
 
 
 # ---------------------------------------------------------------- reading runs back

@@ -8,9 +8,11 @@
     defaults: {...}                  # the job settings every network starts from
     networks:
       sparse_cnn2: {label: Sparse CNN-2, model: ..., train: ...}   # on top of defaults
+      sparse_cnn2_dropout: {base: sparse_cnn2, label: ..., model: {dropout: 0.5}}
 
-Each network resolves to the task's job config dataclass (defaults, then the network's
-entries, then the command line's ``--set`` overrides). ``--set seeds=[42]`` and other top-level
+Each network resolves to the task's job config dataclass (defaults, then its ``base``
+network's entries when it names one, then its own entries, then the command line's ``--set``
+overrides): a variant of a network states only how it differs. ``--set seeds=[42]`` and other top-level
 keys set the experiment itself; any other key (``train.epochs=1``) applies to every network.
 """
 
@@ -94,9 +96,21 @@ def _jobs(raw, job_type, overrides, where):
     if not isinstance(entries, dict) or not entries:
         raise ConfigError(f"{where}networks: expected a mapping of network name -> settings")
     jobs = {}
-    for name, entry in entries.items():
-        merged = deep_merge(defaults, entry or {})
+    for name in entries:
+        merged = deep_merge(defaults, _entry(entries, name, where))
         for key, value in overrides.items():
             set_key(merged, key.split("."), value)
         jobs[name] = from_dict(job_type, merged, f"{where}networks.{name}")
     return jobs
+
+
+def _entry(entries, name, where, seen=()):
+    """A network's settings with its ``base`` chain merged beneath them."""
+    entry = dict(entries[name] or {})
+    base = entry.pop("base", None)
+    if base is None:
+        return entry
+    if base not in entries or base in seen or base == name:
+        problem = "a loop of bases" if base in entries else "no such network"
+        raise ConfigError(f"{where}networks.{name}.base: {base!r}: {problem}")
+    return deep_merge(_entry(entries, base, where, (*seen, name)), entry)

@@ -1,16 +1,20 @@
 """The train task: an experiment file of networks x seeds, trained and swept for noise.
 
     python run.py configs/mnist_table1.yaml --jobs 2     every pending (network, seed), resumable
+    python run.py configs/mnist_table1.yaml --launcher ray   the same jobs as Ray tasks
 
 Each job is ``experiments.train.job.run_job``; its run folder is described in
 experiments/core/runs.py. Before the jobs start, the experiment folder gets the dataset's
 noisy examples (``noisy_examples.npz``: Figure 5A's digits for MNIST), which the report draws.
 """
 
+import io
+
 import numpy as np
 
 from data import noisy_examples
 from experiments.core.launch import launch
+from experiments.core.records import atomic_write
 from experiments.core.runs import EXAMPLES, experiment_dir, prepare
 from experiments.core.suite import load_suite
 from experiments.train.config import SMOKE_OVERRIDES, JobConfig
@@ -44,6 +48,7 @@ def write_examples(data_cfg, exp_dir):
     if path.is_file():
         return
     examples = noisy_examples(data_cfg)
-    if examples is not None:
-        exp_dir.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, **examples)
+    if examples is not None:  # atomic: two drivers of one suite may write it at once
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **examples)
+        atomic_write(path, buffer.getvalue())

@@ -1,0 +1,258 @@
+"""The analysis report, from the jobs' records alone (units.csv, overlap.csv, metrics.jsonl).
+
+    layers.md, .csv        per network and layer: weight norms, fan-in, angles, duty-cycle
+                           entropy, units that never win, winner overlap and output change under
+                           noise, and the chance values for unrelated inputs
+    overlap.png, .csv      winner overlap and relative output change vs noise, layer by layer
+    weight_norms.png, .csv distribution of the units' weight norms, per layer and network
+    angles.png, .csv       distribution of the per-unit mean angle to the inputs, all inputs and
+                           the winning ones
+    duty_cycles.png, .csv  the sorted training duty cycles of the k-winners layers
+
+Means over seeds where several were analysed. Imports no model and no dataset.
+"""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from experiments.core.figures import new_figure, save_figure, series_colors
+from experiments.core.runs import load_runs
+from experiments.core.tables import write_table
+
+LEVELS_SHOWN = (0.1, 0.3, 0.5)
+LAYER_ORDER = ("conv1", "conv2", "hidden", "output")
+
+
+def load_frames(exp_dir):
+    """(units, overlap) DataFrames of every finished run, with network, label and seed."""
+    units, overlap = [], []
+    for run in load_runs(exp_dir):
+        folder = Path(exp_dir) / run.network / f"seed-{run.seed}"
+        if not run.done:
+            continue
+        tag = {"network": run.network, "label": run.records[0]["label"], "seed": run.seed}
+        units.append(pd.read_csv(folder / "units.csv").assign(**tag))
+        overlap.append(pd.read_csv(folder / "overlap.csv").assign(**tag))
+    if not units:
+        return None, None
+    return pd.concat(units, ignore_index=True), pd.concat(overlap, ignore_index=True)
+
+
+def entropy_ratio(values):
+    """Duty-cycle entropy: H(p) / log(n) for p = values / sum(values), H = -sum p log p; 1.0
+    when all n units are equally active (work evenly spread), 0 when one unit does it all
+    (nan when undefined)."""
+    v = np.asarray(values, dtype=float)
+    if v.size < 2 or not np.isfinite(v).all() or v.sum() <= 0:
+        return math.nan
+    p = v[v > 0] / v.sum()
+    return float(-(p * np.log(p)).sum() / math.log(v.size))
+
+
+def layer_table(units, overlap):
+    """One row per (network, layer): means over units (and seeds)."""
+    rows = []
+    for (network, layer), group in units.groupby(["network", "layer"], sort=False):
+        seeds = group.groupby("seed")
+        row = {"network": network, "label": group.label.iloc[0], "layer": layer,
+               "kind": group.kind.iloc[0], "seeds": seeds.ngroups,
+               "units": int(seeds.size().iloc[0]),
+               "weight_norm_mean": group.weight_norm.mean(),
+               "weight_norm_cv": seeds.weight_norm.agg(lambda w: w.std() / w.mean()).mean(),
+               "fan_in": group.fan_in.mean(), "fan_in_total": int(group.fan_in_total.iloc[0]),
+               "angle_all": group.angle_all_mean.mean(),
+               "angle_winners": group.angle_winners_mean.mean(),
+               "duty_entropy": seeds.duty_cycle.agg(entropy_ratio).mean(),
+               "test_entropy": seeds.test_win_rate.agg(entropy_ratio).mean(),
+               "never_win": seeds.test_win_rate.agg(lambda r: int((r == 0).sum())).mean()}
+        row.update(_overlap_columns(overlap[(overlap.network == network)
+                                            & (overlap.layer == layer)]))
+        rows.append(row)
+    return _ordered(pd.DataFrame(rows))
+
+
+def _overlap_columns(frame):
+    means = frame.groupby("level").mean(numeric_only=True)
+    cols = {}
+    for level in LEVELS_SHOWN:
+        row = means.loc[level] if level in means.index else None
+        cols[f"overlap_{level:.1f}"] = np.nan if row is None else row.get("overlap", np.nan)
+        cols[f"change_{level:.1f}"] = np.nan if row is None else row.relative_change
+    first = means.iloc[0] if len(means) else {}
+    cols["winners"] = first.get("winners", np.nan)
+    cols["space"] = first.get("space", np.nan)
+    cols["chance_overlap"] = first.get("chance_overlap", np.nan)
+    cols["chance_match"] = first.get("chance_match", np.nan)
+    return cols
+
+
+def _ordered(frame):
+    rank = {name: i for i, name in enumerate(LAYER_ORDER)}
+    networks = list(dict.fromkeys(frame.network))
+    return frame.sort_values(by=["network", "layer"], key=lambda col: col.map(
+        rank if col.name == "layer" else {n: i for i, n in enumerate(networks)}),
+        ignore_index=True)
+
+
+def layer_markdown(table):
+    """The layer table with rounded, labelled columns."""
+    pct = lambda v: "" if pd.isna(v) else f"{100 * v:.0f}%"  # noqa: E731
+    out = pd.DataFrame({
+        "network": table.label, "layer": table.layer, "activation": table.kind,
+        "units": table.units,
+        "winners of n": [("" if pd.isna(w) else f"{w:.0f} of {n:,.0f}")
+                         for w, n in zip(table.winners, table.space)],
+        "weight norm (CV)": [f"{m:.3f} ({cv:.2f})" for m, cv in
+                             zip(table.weight_norm_mean, table.weight_norm_cv)],
+        "fan-in": [f"{f:.0f} of {t}" for f, t in zip(table.fan_in, table.fan_in_total)],
+        "angle: all / winners (deg)": [_pair(a, w) for a, w in
+                                       zip(table.angle_all, table.angle_winners)],
+        "entropy: train / test": [_pair(d, t, ".2f") for d, t in
+                                  zip(table.duty_entropy, table.test_entropy)],
+        "never win": [("" if pd.isna(v) else f"{v:.0f}") for v in table.never_win]})
+    for level in LEVELS_SHOWN:
+        out[f"overlap {level:.0%}"] = [pct(v) for v in table[f"overlap_{level:.1f}"]]
+    for level in LEVELS_SHOWN:
+        out[f"change {level:.0%}"] = [pct(v) for v in table[f"change_{level:.1f}"]]
+    out["chance overlap"] = [pct(v) for v in table.chance_overlap]
+    out["chance match"] = ["" if pd.isna(v) else f"{v:.1e}" for v in table.chance_match]
+    return out
+
+
+def _pair(a, b, spec=".1f"):
+    show = lambda v: "-" if pd.isna(v) else format(v, spec)  # noqa: E731
+    return f"{show(a)} / {show(b)}"
+
+
+NOTES = [
+    "- Weight norm: mean L2 norm of the units' incoming weights; CV = std / mean over units. "
+    "Under i.i.d. input noise of variance s², a unit's pre-activation varies by s² |w|².",
+    "- Angle: between a unit's weight vector and its input (a conv: the patch under the "
+    "pooling maximum), mean over the clean test set, then over units; 'winners': only the "
+    "inputs where the unit wins (k-winners) or is active (ReLU).",
+    "- Entropy: of the training duty cycles (k-winners only) and of the clean test-set win "
+    "rates, divided by its maximum log n (1 = work spread evenly); never win: units with no "
+    "win on the clean test set.",
+    "- Overlap at p% noise: the share of a sample's clean winners (k-winners: the top k; ReLU: "
+    "the active units) still winners on its noisy copy, mean over the test set; change: "
+    "|y_noisy - y_clean| / |y_clean| of the layer's output.",
+    "- Chance overlap: winners / n, the expected overlap of an unrelated input; chance match: "
+    "the section-3 probability that an unrelated input keeps at least half of the winners "
+    "(hypergeometric tail, s = a = winners, theta = a / 2).",
+]
+
+
+def overlap_figure(overlap):
+    """Winner overlap (top; the output layer: unchanged predictions) and relative output change
+    (bottom) vs noise, one column per layer, a line per network (mean over seeds); dotted: the
+    chance overlap."""
+    layers = [name for name in LAYER_ORDER if name in set(overlap.layer)]
+    means = overlap.groupby(["network", "label", "layer", "kind", "level"], sort=False).mean(
+        numeric_only=True).reset_index()
+    colors = series_colors(dict.fromkeys(means.network))
+    sparse = set(means.network[means.kind == "k-winners"])
+    fig = new_figure(4.2 * len(layers), 7.5)
+    axes = fig.subplots(2, len(layers), squeeze=False)
+    for j, layer in enumerate(layers):
+        for network, curve in means[means.layer == layer].groupby("network", sort=False):
+            style = {"color": colors[network], "marker": "o", "markersize": 3,
+                     "linestyle": "-" if network in sparse else "--"}
+            kept = curve.prediction_kept if layer == "output" else curve.overlap
+            axes[0][j].plot(100 * curve.level, 100 * kept, label=curve.label.iloc[0], **style)
+            if layer != "output":
+                axes[0][j].axhline(100 * curve.chance_overlap.iloc[0], color=colors[network],
+                                   linestyle=":", linewidth=0.8)
+            axes[1][j].plot(100 * curve.level, 100 * curve.relative_change, **style)
+        what = ("predictions kept", "samples with the same class (%)") if layer == "output" \
+            else ("winners kept", "clean winners kept (%)")
+        axes[0][j].set(title=f"{layer}: {what[0]}", ylabel=what[1])
+        axes[1][j].set(title=f"{layer}: output change", xlabel="noise level (% of pixels)",
+                       ylabel="|y_noisy - y_clean| / |y_clean| (%)")
+        for ax in axes[:, j]:
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize="x-small", loc="lower left")
+    fig.suptitle("Winners under noise (solid: networks with k-winners, dashed: ReLU only; "
+                 "dotted: chance overlap)")
+    return fig, means
+
+
+def distribution_figure(units, column, title, ylabel, layers=("conv1", "conv2", "hidden")):
+    """Box plots of a per-unit column, one panel per layer, a box per network."""
+    layers = [name for name in layers if name in set(units.layer)]
+    fig = new_figure(4.5 * len(layers), 4.6)
+    axes = fig.subplots(1, len(layers), squeeze=False)[0]
+    for ax, layer in zip(axes, layers):
+        part = units[units.layer == layer].dropna(subset=[column])
+        groups = list(part.groupby("network", sort=False))
+        ax.boxplot([g[column].to_numpy() for _, g in groups], showfliers=False)
+        ax.set_xticks(range(1, len(groups) + 1),
+                      [g.label.iloc[0] for _, g in groups], rotation=60, ha="right",
+                      fontsize="x-small")
+        ax.set(title=layer, ylabel=ylabel)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(title)
+    return fig
+
+
+def angles_figure(units):
+    """Per-unit mean angle to the inputs: all inputs (left box) and the winning ones (right)."""
+    long = pd.concat([units.assign(subset="all", angle=units.angle_all_mean),
+                      units.assign(subset="winners", angle=units.angle_winners_mean)])
+    long["label"] = long.label + " (" + long.subset + ")"
+    long["network"] = long.network + "/" + long.subset
+    fig = distribution_figure(long, "angle", "Angle between a unit's weights and its inputs "
+                              "(per-unit mean over the clean test set)", "angle (degrees)")
+    return fig, long[["network", "label", "seed", "layer", "unit", "subset", "angle"]]
+
+
+def duty_cycle_figure(units):
+    """Sorted training duty cycles (descending) of each k-winners layer, a line per network."""
+    kw = units[units.kind == "k-winners"].dropna(subset=["duty_cycle"])
+    layers = [name for name in LAYER_ORDER if name in set(kw.layer)]
+    fig = new_figure(4.2 * max(len(layers), 1), 4.2)
+    axes = fig.subplots(1, max(len(layers), 1), squeeze=False)[0]
+    colors = series_colors(dict.fromkeys(units.network))
+    rows = []
+    for ax, layer in zip(axes, layers):
+        for (network, seed), group in kw[kw.layer == layer].groupby(["network", "seed"],
+                                                                     sort=False):
+            d = np.sort(group.duty_cycle.to_numpy())[::-1]
+            rank = np.arange(len(d)) / max(len(d) - 1, 1)
+            ax.plot(100 * rank, d, color=colors[network], label=group.label.iloc[0])
+            rows += [{"network": network, "seed": seed, "layer": layer, "rank": r, "duty": v}
+                     for r, v in zip(rank, d)]
+        ax.set(title=f"{layer}: duty cycles, sorted", xlabel="unit rank (% of units)",
+               ylabel="duty cycle (fraction of training inputs won)")
+        ax.grid(alpha=0.3)
+    if layers:
+        handles, labels = axes[0].get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        axes[0].legend(unique.values(), unique.keys(), fontsize="x-small")
+    fig.suptitle("Training duty cycles of the k-winners layers")
+    return fig, pd.DataFrame(rows)
+
+
+def write_report(exp_dir):
+    """Write the tables and figures of an analysis experiment; return the paths."""
+    exp_dir = Path(exp_dir)
+    units, overlap = load_frames(exp_dir)
+    if units is None:
+        print(f"report: no finished analysis under {exp_dir} yet")
+        return []
+    table = layer_table(units, overlap)
+    paths = list(write_table(table, exp_dir / "layers", notes=NOTES,
+                             title=f"Inside the trained networks ({exp_dir.name}, seeds "
+                                   f"{', '.join(map(str, sorted(set(units.seed))))})",
+                             markdown=layer_markdown(table)))
+    paths += save_figure(*overlap_figure(overlap), exp_dir / "overlap")
+    weights = units[["network", "label", "seed", "layer", "unit", "weight_norm", "fan_in"]]
+    paths += save_figure(distribution_figure(units, "weight_norm", "Weight-vector L2 norm "
+                                             "per unit", "|w| (L2)"), weights,
+                         exp_dir / "weight_norms")
+    paths += save_figure(*angles_figure(units), exp_dir / "angles")
+    paths += save_figure(*duty_cycle_figure(units), exp_dir / "duty_cycles")
+    print("report: wrote " + ", ".join(str(p) for p in paths))
+    return paths

@@ -1,0 +1,128 @@
+"""The analysis of trained networks: its measures against hand-computed values, the probe against
+brute force, and the study end to end on a smoke-trained network."""
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from experiments.analysis.measures import (UnitStats, chance_match_probability, cosines,
+                                           degrees, relative_change, unit_norms,
+                                           winner_overlap)
+from experiments.analysis.probe import layers_of, run_layers
+from experiments.analysis.report import entropy_ratio
+from models import ConvLayerConfig, HiddenLayerConfig, NetworkConfig, build_network
+from run import cli
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_unit_norms_and_nonzero_fan_in():
+    norms, fan_in = unit_norms(torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]))
+    assert norms.tolist() == pytest.approx([5.0, 0.0, math.sqrt(3)])
+    assert fan_in.tolist() == [2, 0, 3]
+
+
+def test_angles_of_known_vectors():
+    w = torch.tensor([1.0, 0.0])
+    xs = torch.tensor([[1.0, 1.0], [0.0, 2.0], [-3.0, 0.0], [5.0, 0.0], [0.0, 0.0]])
+    dots = xs @ w  # (5,)
+    angles = degrees(cosines(dots.view(5, 1), w.norm().view(1), xs.norm(dim=1, keepdim=True)))
+    assert angles.flatten().tolist() == pytest.approx([45.0, 90.0, 180.0, 0.0, 90.0], abs=1e-4)
+
+
+def test_unit_stats_mean_min_max_with_a_mask():
+    stats = UnitStats(2)
+    stats.add(torch.tensor([[1.0, 10.0], [3.0, 20.0]]), torch.tensor([[True, False],
+                                                                       [True, True]]))
+    stats.add(torch.tensor([[5.0, 30.0]]))
+    assert stats.mean().tolist() == [3.0, 25.0]
+    assert stats.min.tolist() == [1.0, 20.0] and stats.max.tolist() == [5.0, 30.0]
+    assert stats.count.tolist() == [3, 2]
+
+
+def test_duty_cycle_entropy_of_known_duty_cycles():
+    assert entropy_ratio([0.1, 0.1, 0.1, 0.1]) == pytest.approx(1.0)
+    assert entropy_ratio([0.3, 0.0, 0.0, 0.0]) == pytest.approx(0.0)
+    # p = (1/2, 1/4, 1/4): H = 1.5 log 2, max log 3
+    assert entropy_ratio([2.0, 1.0, 1.0]) == pytest.approx(1.5 * math.log(2) / math.log(3))
+    assert math.isnan(entropy_ratio([0.0, 0.0]))
+
+
+def test_overlap_of_known_winner_sets_and_relative_change():
+    clean = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 1], [0, 0, 0, 0]], dtype=torch.bool)
+    noisy = torch.tensor([[1, 0, 1, 0], [1, 0, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)
+    overlap = winner_overlap(clean, noisy)
+    assert overlap[:2].tolist() == [0.5, 1.0] and math.isnan(overlap[2])
+    change = relative_change(torch.tensor([[3.0, 4.0]]), torch.tensor([[3.0, 0.0]]))
+    assert change.tolist() == pytest.approx([4.0 / 5.0])
+
+
+def test_chance_match_is_the_hypergeometric_tail():
+    n, a, theta = 10, 4, 2  # P(overlap >= 2) of two random 4-subsets of 10
+    exact = sum(math.comb(a, b) * math.comb(n - a, a - b) for b in range(theta, a + 1))
+    assert chance_match_probability(n, a, theta) == pytest.approx(exact / math.comb(n, a))
+
+
+def test_probe_dots_and_patch_norms_against_brute_force():
+    torch.manual_seed(0)
+    net = build_network(NetworkConfig(conv=[ConvLayerConfig(3, 40)],
+                                      hidden=HiddenLayerConfig(8, 3), input_shape=(1, 12, 12),
+                                      k_inference_factor=1.0, boost_strength=0.0)).eval()
+    assert [layer.name for layer in layers_of(net)] == ["conv1", "hidden", "output"]
+    assert [layer.kind for layer in layers_of(net)] == ["k-winners", "k-winners", "output"]
+    x = torch.randn(2, 1, 12, 12)
+    seen = run_layers(net, x)
+    torch.set_grad_enabled(False)
+    conv = net.conv1
+    z = conv(x)  # (2, 3, 8, 8) -> pooled (2, 3, 4, 4)
+    b, c, i, j = 1, 2, 3, 0
+    window = z[b, c, 2 * i:2 * i + 2, 2 * j:2 * j + 2]
+    r, s = divmod(int(window.argmax()), 2)
+    patch = x[b, 0, 2 * i + r:2 * i + r + 5, 2 * j + s:2 * j + s + 5]
+    assert seen["conv1"].dots[b, c, i, j] == pytest.approx(float((patch * conv.weight[c, 0]).sum()),
+                                                           abs=1e-5)
+    assert seen["conv1"].patch_norms[b, c, i, j] == pytest.approx(float(patch.norm()), abs=1e-5)
+    assert seen["conv1"].winners.flatten(1).sum(1).tolist() == [40, 40]
+    hidden = seen["hidden"]
+    expected = hidden.input.clone() @ net.linear.weight.T
+    assert torch.allclose(hidden.dots, expected, atol=1e-5)
+    assert hidden.winners.sum(1).tolist() == [3, 3]
+    assert torch.equal(seen["output"].output, net.output(seen["hidden"].output.clone()))
+    assert torch.allclose(F.log_softmax(seen["output"].output, 1), net(x), atol=1e-6)
+    torch.set_grad_enabled(True)
+
+
+def test_analysis_smoke_on_a_smoke_trained_network(mnist_root, tmp_path, capsys):
+    train = ["configs/mnist_table1.yaml", "--smoke", "--out", str(tmp_path),
+             "--set", "run=[sparse_cnn2]", "--set", f"data.root={mnist_root}"]
+    assert cli(train) == 0, capsys.readouterr().err[-2000:]
+    runs = tmp_path / "smoke" / "mnist_table1"
+    analysis = ["configs/mnist_analysis.yaml", "--smoke", "--out", str(tmp_path),
+                "--set", "source=runs", "--set", f"runs={runs}", "--set", "run=[sparse_cnn2]",
+                "--set", f"data.root={mnist_root}"]
+    assert cli(analysis) == 0, capsys.readouterr().err[-2000:]
+    folder = tmp_path / "smoke" / "mnist_analysis"
+    overlap = pd.read_csv(folder / "sparse_cnn2" / "seed-42" / "overlap.csv")
+    clean = overlap[overlap.level == 0.0].set_index("layer")
+    assert clean.loc[["conv1", "conv2", "hidden"], "overlap"].tolist() == [1.0, 1.0, 1.0]
+    assert clean.loc["output", "prediction_kept"] == 1.0
+    assert clean.loc["hidden", "winners"] == 150 and clean.loc["conv1", "winners"] == 600
+    assert clean.loc["hidden", "chance_overlap"] == pytest.approx(150 / 700)
+    units = pd.read_csv(folder / "sparse_cnn2" / "seed-42" / "units.csv")
+    hidden = units[units.layer == "hidden"]
+    assert len(hidden) == 700 and (hidden.fan_in == 307).all()
+    assert hidden.test_win_rate.sum() == pytest.approx(150, rel=1e-9)  # k_eval wins per input
+    for name in ("layers.md", "overlap.png", "weight_norms.png", "angles.png", "duty_cycles.png"):
+        assert (folder / name).stat().st_size > 0
+
+
+def test_analysis_refuses_missing_runs_before_any_work(tmp_path, capsys):
+    code = cli(["configs/mnist_analysis.yaml", "--out", str(tmp_path), "--set", "source=runs",
+                "--set", f"runs={tmp_path / 'nothing'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "config.yaml: not found" in err and err.count("\n") == 1
+    assert not (tmp_path / "mnist_analysis").exists()
