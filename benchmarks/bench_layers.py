@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import models.backend as backend  # noqa: E402
+import models.backend as backends  # noqa: E402
 from experiments.core.speed import keep_freed_memory  # noqa: E402
 from models import ConvLayerConfig, HiddenLayerConfig, NetworkConfig, build_network  # noqa: E402
 
@@ -46,18 +46,18 @@ def measure(batch_size, rounds, samples_per_round, torch_ops):
     variants = [("sparse", SPARSE, "auto"), ("relu twin", TWIN, "auto")]
     if torch_ops:
         variants.insert(1, ("sparse, torch ops", SPARSE, "torch"))
-    for name, cfg, backend in variants:
+    for name, cfg, mode in variants:
         torch.manual_seed(0)
         model = build_network(cfg)
-        nets[name] = (model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), backend)
-        backend.BACKEND = backend
+        nets[name] = (model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), mode)
+        backends.BACKEND = mode
         time_steps(*nets[name][:2], batch_size, 5)  # warm-up (and the kernel's compilation)
     rates = {name: [] for name in nets}
     for _ in range(rounds):
-        for name, (model, opt, backend) in nets.items():
-            backend.BACKEND = backend
+        for name, (model, opt, mode) in nets.items():
+            backends.BACKEND = mode
             rates[name].append(steps * batch_size / time_steps(model, opt, batch_size, steps))
-    backend.BACKEND = "auto"
+    backends.BACKEND = "auto"
     return {name: statistics.median(r) for name, r in rates.items()}
 
 

@@ -5,6 +5,8 @@
     train/     task "train": one job = train a network with a seed, noise sweep every epoch
     report/    the report of train experiments, from their records alone
     theory/    task "theory": section 3's match probabilities (Figures 2 and 3)
+    analysis/  task "analysis": inside trained networks (weights, angles, winners under noise)
+    robust/    tasks "adversarial" and "corruptions": attacks and corruptions beyond the paper
 
 Studies import core/, models/ and data/, never each other; experiments/cli.py maps each
 ``task:`` to its study.

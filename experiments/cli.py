@@ -21,6 +21,10 @@ TASKS = {  # task -> (module with load/run, "module:function" of its report, or 
     "train": ("experiments.train.suite", "experiments.report:write_report"),
     "theory": ("experiments.theory.task", None),
     "analysis": ("experiments.analysis.task", "experiments.analysis.report:write_report"),
+    "adversarial": ("experiments.robust.adversarial_task",
+                    "experiments.robust.adversarial_report:write_report"),
+    "corruptions": ("experiments.robust.corruptions_task",
+                    "experiments.robust.corruptions_report:write_report"),
 }
 LAUNCHER_FLAGS = {  # launcher -> {command-line flag: its option name in experiments/core/launch.py}
     "local": {"jobs": "workers", "threads": "threads"},

@@ -6,15 +6,12 @@ for tracing, export or comparison. Set ``MODELS_BACKEND=torch`` in the environme
 ``models.backend.BACKEND = "torch"`` in code (read at every call).
 """
 
+import importlib.util
 import os
 
 import torch
 
-try:  # numba comes with librosa; without it every device uses torch ops
-    import numba  # noqa: F401
-    HAVE_NUMBA = True
-except ImportError:  # pragma: no cover - numba is in requirements.txt
-    HAVE_NUMBA = False
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None  # comes with librosa
 
 BACKEND = os.environ.get("MODELS_BACKEND", "auto")
 PARALLEL_MIN = 1 << 15  # values per kernel call below which a kernel runs on one thread

@@ -13,3 +13,28 @@ def mnist_root():
     root = REPO / "datasets"
     prepare_mnist(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    """A train experiment's folder with finished-looking runs of two tiny, untrained MNIST
+    networks under the names sparse_cnn2 (k-winners) and dense_cnn2 (ReLU): for the smoke
+    paths of studies that load trained networks (source: runs), in milliseconds."""
+    import torch
+    import yaml
+    from experiments.core.config import to_dict
+    from models import ConvLayerConfig, HiddenLayerConfig, NetworkConfig, build_network
+    root = tmp_path_factory.mktemp("runs")
+    nets = {"sparse_cnn2": NetworkConfig(conv=[ConvLayerConfig(4, k=60)],
+                                         hidden=HiddenLayerConfig(24, k=6, density=0.5),
+                                         k_inference_factor=1.5, boost_strength=1.5),
+            "dense_cnn2": NetworkConfig(conv=[ConvLayerConfig(4)], hidden=HiddenLayerConfig(24))}
+    for name, cfg in nets.items():
+        folder = root / name / "seed-42"
+        folder.mkdir(parents=True)
+        torch.manual_seed(42)
+        net = build_network(cfg)
+        (folder / "config.yaml").write_text(yaml.safe_dump(
+            {"label": f"tiny {name}", "model": to_dict(cfg)}))
+        torch.save({"model": net.state_dict()}, folder / "checkpoint.pt")
+    return root

@@ -96,26 +96,29 @@ def test_probe_dots_and_patch_norms_against_brute_force():
     torch.set_grad_enabled(True)
 
 
-def test_analysis_smoke_on_a_smoke_trained_network(mnist_root, tmp_path, capsys):
-    train = ["configs/mnist_table1.yaml", "--smoke", "--out", str(tmp_path),
-             "--set", "run=[sparse_cnn2]", "--set", f"data.root={mnist_root}"]
-    assert cli(train) == 0, capsys.readouterr().err[-2000:]
-    runs = tmp_path / "smoke" / "mnist_table1"
+def test_analysis_smoke_on_run_folders(mnist_root, tiny_runs, tmp_path, capsys):
+    """The study end to end (--smoke: 200 test images, 3 noise levels) on two tiny networks
+    (tests/conftest.py): a k-winners one (conv 4 ch, k = 60 of 576; hidden 24, k = 6, half
+    of the weights) and a ReLU one."""
     analysis = ["configs/mnist_analysis.yaml", "--smoke", "--out", str(tmp_path),
-                "--set", "source=runs", "--set", f"runs={runs}", "--set", "run=[sparse_cnn2]",
-                "--set", f"data.root={mnist_root}"]
+                "--set", "source=runs", "--set", f"runs={tiny_runs}",
+                "--set", "run=[sparse_cnn2, dense_cnn2]", "--set", f"data.root={mnist_root}"]
     assert cli(analysis) == 0, capsys.readouterr().err[-2000:]
     folder = tmp_path / "smoke" / "mnist_analysis"
     overlap = pd.read_csv(folder / "sparse_cnn2" / "seed-42" / "overlap.csv")
     clean = overlap[overlap.level == 0.0].set_index("layer")
-    assert clean.loc[["conv1", "conv2", "hidden"], "overlap"].tolist() == [1.0, 1.0, 1.0]
+    assert clean.loc[["conv1", "hidden"], "overlap"].tolist() == [1.0, 1.0]
     assert clean.loc["output", "prediction_kept"] == 1.0
-    assert clean.loc["hidden", "winners"] == 150 and clean.loc["conv1", "winners"] == 600
-    assert clean.loc["hidden", "chance_overlap"] == pytest.approx(150 / 700)
+    assert clean.loc["conv1", "winners"] == 90 and clean.loc["hidden", "winners"] == 9  # k_eval
+    assert clean.loc["hidden", "chance_overlap"] == pytest.approx(9 / 24)
     units = pd.read_csv(folder / "sparse_cnn2" / "seed-42" / "units.csv")
     hidden = units[units.layer == "hidden"]
-    assert len(hidden) == 700 and (hidden.fan_in == 307).all()
-    assert hidden.test_win_rate.sum() == pytest.approx(150, rel=1e-9)  # k_eval wins per input
+    assert len(hidden) == 24 and (hidden.fan_in == 288).all() and (hidden.fan_in_total == 576).all()
+    assert hidden.test_win_rate.sum() == pytest.approx(9, rel=1e-9)  # 9 wins per input
+    relu = pd.read_csv(folder / "dense_cnn2" / "seed-42" / "units.csv")
+    assert relu[relu.layer == "hidden"].duty_cycle.isna().all()  # no duty cycles in ReLU
+    layers = pd.read_csv(folder / "layers.csv")
+    assert set(layers.label) == {"tiny sparse_cnn2", "tiny dense_cnn2"}
     for name in ("layers.md", "overlap.png", "weight_norms.png", "angles.png", "duty_cycles.png"):
         assert (folder / name).stat().st_size > 0
 

@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 from experiments.core.config import ConfigError
+from experiments.core.intervals import clopper_pearson
 from experiments.theory import config as tconfig
 from experiments.theory import curves as tcurves
 from experiments.theory import exact as texact
@@ -93,7 +94,7 @@ def test_random_binary_vectors_have_hypergeometric_overlap():
     observed = np.bincount(overlap, minlength=S + 1)
     chi2 = (((observed - expected)[keep]) ** 2 / expected[keep]).sum()
     assert stats.chi2.sf(chi2, keep.sum() - 1) > 1e-3
-    lo, hi = sim.clopper_pearson((overlap >= THETA).sum(), vectors, 0.999)
+    lo, hi = clopper_pearson((overlap >= THETA).sum(), vectors, 0.999)
     assert lo <= texact.match_probability(n, a, S, THETA) <= hi
 
 
@@ -106,7 +107,7 @@ def test_frequency_agrees_with_theory_above_1e_4():
     level = bonferroni(0.95, len(points))
     for n, a in points:
         matches = sim.binary_matches(n, a, S, THETA, 200_000, rng)
-        lo, hi = sim.clopper_pearson(matches, 200_000, level)
+        lo, hi = clopper_pearson(matches, 200_000, level)
         assert lo <= texact.match_probability(n, a, S, THETA) <= hi, (n, a, matches)
 
 
@@ -123,9 +124,9 @@ def test_importance_sampling_agrees_with_theory_down_to_1e_15():
 
 
 def test_clopper_pearson_known_values():
-    lo, hi = sim.clopper_pearson(0, 1_000_000, 0.95)
+    lo, hi = clopper_pearson(0, 1_000_000, 0.95)
     assert lo == 0 and abs(hi - (1 - 0.025 ** 1e-6)) < 1e-12  # hi = 1 - (alpha/2)^(1/N)
-    lo, hi = sim.clopper_pearson(10, 10, 0.95)
+    lo, hi = clopper_pearson(10, 10, 0.95)
     assert hi == 1 and abs(lo - 0.025 ** 0.1) < 1e-12
 
 
@@ -144,7 +145,7 @@ def test_product_law_is_exact_on_the_grid(tails):
     sums = sim.product_sums(3, 400_000, np.random.default_rng(3))
     assert abs(sums.var() - 3 / 9) < 0.01  # Var(U V) = E[U^2] E[V^2] = 1/3 * 1/3
     for t in (0.5, 1.5, 2.5):
-        lo, hi = sim.clopper_pearson((sums >= t).sum(), len(sums), 0.999)
+        lo, hi = clopper_pearson((sums >= t).sum(), len(sums), 0.999)
         assert lo <= tails.tail(3, t) <= hi
     assert tails.tail(3, 3.0) == 0.0
 
@@ -174,7 +175,7 @@ def test_input_denser_than_n_is_clipped(tails):
 def test_scalar_simulation_agrees_with_theory_and_published(tails):
     cfg = tconfig.ScalarConfig(trials=1500)  # 6M pairs per point, half the paper's
     frame = tcurves.scalar_simulation(cfg, tails, np.random.default_rng(4), 0.95)
-    lo, hi = sim.clopper_pearson(frame.matches, frame.trials, bonferroni(0.95, len(frame)))
+    lo, hi = clopper_pearson(frame.matches, frame.trials, bonferroni(0.95, len(frame)))
     assert ((lo <= frame.theory) & (frame.theory <= hi)).all()
     check_published(published_scalar(tails, frame))
 

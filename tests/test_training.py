@@ -151,3 +151,15 @@ def test_new_config_keys_do_not_invalidate_an_existing_run(tmp_path):
         claim_dir(tmp_path, {"seed": 1, "train": {"lr": 0.2, "new_option": False}})
     with pytest.raises(ConfigError, match=r"differs in seed"):
         claim_dir(tmp_path, {"train": {"lr": 0.1, "new_option": False}})
+
+
+def test_new_keys_in_the_layers_of_a_list_do_not_invalidate_a_run(tmp_path):
+    from experiments.core.runs import claim_dir
+    claim_dir(tmp_path, {"model": {"conv": [{"channels": 30}, {"channels": 30}]}})
+    claim_dir(tmp_path, {"model": {"conv": [{"channels": 30, "dropconnect": 0.0},
+                                            {"channels": 30, "dropconnect": 0.0}]}})
+    with pytest.raises(ConfigError, match=r"differs in model\.conv\[1\]\.channels"):
+        claim_dir(tmp_path, {"model": {"conv": [{"channels": 30, "dropconnect": 0.0},
+                                                {"channels": 64, "dropconnect": 0.0}]}})
+    with pytest.raises(ConfigError, match=r"differs in model\.conv"):
+        claim_dir(tmp_path, {"model": {"conv": [{"channels": 30, "dropconnect": 0.0}]}})

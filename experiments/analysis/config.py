@@ -4,27 +4,22 @@ which data and noise levels."""
 from dataclasses import dataclass, field
 
 from data import DataConfig
+from experiments.core.trained import TrainedSource, check_source
 
 LEVELS = [round(0.05 * i, 2) for i in range(11)]
 SMOKE_OVERRIDES = {"data.test_limit": 200, "levels": [0.0, 0.25, 0.5]}
 
 
 @dataclass
-class AnalysisConfig:
-    label: str = ""  # how tables name the network (default: its training run's label)
-    source: str = "pretrained"  # pretrained (models/pretrained, seed 42) | runs
-    runs: str = "results/mnist_table1"  # source runs: the experiment folder of the networks
-    checkpoint: str = "last"  # source runs: last (checkpoint.pt) | best (best.pt)
+class AnalysisConfig(TrainedSource):
+    """Which trained network (TrainedSource: label, source, runs, checkpoint) on which data."""
     data: DataConfig = field(default_factory=DataConfig)
     levels: list[float] = field(default_factory=lambda: list(LEVELS))
     batch_size: int = 500
     device: str = "cpu"
 
     def check(self):
-        if self.source not in ("pretrained", "runs"):
-            raise ValueError(f"source: must be pretrained or runs, got {self.source!r}")
-        if self.checkpoint not in ("last", "best"):
-            raise ValueError(f"checkpoint: must be last or best, got {self.checkpoint!r}")
+        check_source(self)
         if not self.levels or self.levels[0] != 0.0 or any(not 0 <= v <= 1 for v in self.levels):
             raise ValueError(f"levels: must start with 0.0 and lie in [0, 1], got {self.levels}")
         if self.batch_size < 1:

@@ -20,51 +20,19 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
+from tqdm.auto import tqdm
 
 from data import dataset_info, load_dataset
 from experiments.analysis.measures import (UnitStats, chance_match_probability, cosines,
                                            degrees, relative_change, unit_norms,
                                            winner_overlap)
 from experiments.analysis.probe import layers_of, run_layers
-from experiments.core.config import ConfigError, from_dict
-from experiments.core.records import REPO, atomic_write, read_jsonl, write_jsonl
+from experiments.core.records import atomic_write, read_jsonl, write_jsonl
 from experiments.core.runs import (claim_dir, close_session, is_done, mark_done, open_session,
                                    resolved_config)
-from models import NetworkConfig, build_network, load_pretrained, pretrained_info
-from models.pretrained import FOLDER as PRETRAINED
+from experiments.core.trained import load_network
 
 NOISE_SEED_OFFSET = 104_729  # the analysis draws its own noise, apart from training's
-
-
-def network_source(cfg, network, seed):
-    """(path of the weights, path of the run's config.yaml or None) for ``cfg.source``."""
-    if cfg.source == "pretrained":
-        if seed != 42:
-            raise ConfigError(f"{network} seed {seed}: the shipped networks are seed 42 "
-                              f"(use source: runs for other seeds)")
-        return PRETRAINED / f"{network}.pt", None
-    folder = Path(cfg.runs) / network / f"seed-{seed}"
-    name = "checkpoint.pt" if cfg.checkpoint == "last" else "best.pt"
-    for path in (folder / "config.yaml", folder / name):
-        if not path.is_file():
-            raise ConfigError(f"{path}: not found (source: runs needs finished training runs "
-                              f"with their {name}; train them first)")
-    return folder / name, folder / "config.yaml"
-
-
-def load_network(cfg, network, seed):
-    """(the trained network in eval mode, its label, where it came from)."""
-    weights, config = network_source(cfg, network, seed)
-    if config is None:
-        return (load_pretrained(network), pretrained_info(network)["label"],
-                str(weights.relative_to(REPO)))
-    run = yaml.safe_load(config.read_text())
-    torch.manual_seed(seed)
-    net = build_network(from_dict(NetworkConfig, run["model"], f"{config}: model"))
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    net.load_state_dict(state["model"] if "model" in state else state)
-    return net.eval(), run.get("label") or network, str(weights)
 
 
 def weight_rows(net):
@@ -145,18 +113,15 @@ def test_pass(net, cfg, seed, progress):
     generator = torch.Generator().manual_seed(seed + NOISE_SEED_OFFSET)
     noisy = {v: dataset.noisy_test_set(v, generator)[0] for v in cfg.levels if v > 0}
     tally = Tally(net, cfg.levels)
-    for start in range(0, len(clean_x), cfg.batch_size):
+    starts = range(0, len(clean_x), cfg.batch_size)
+    for start in tqdm(starts, desc="test inputs", unit="batch", disable=not progress,
+                      leave=False):
         batch = slice(start, start + cfg.batch_size)
         clean = run_layers(net, clean_x[batch])
         tally.add_clean(clean)
         tally.add_noisy(clean, clean, 0.0)
         for level, x in noisy.items():
             tally.add_noisy(clean, run_layers(net, x[batch]), level)
-        if progress:
-            print(f"\r  {min(start + cfg.batch_size, len(clean_x)):,} / {len(clean_x):,} "
-                  f"test inputs", end="", flush=True)
-    if progress:
-        print()
     return tally
 
 

@@ -79,8 +79,8 @@ def _run_layer(layer, x):
     if isinstance(layer.weights, nn.Conv2d):
         pooled, where = F.max_pool2d(first, 2, return_indices=True)
         dots = pooled - bias.view(1, -1, 1, 1)
-        norms = F.unfold(x, layer.weights.kernel_size).norm(dim=1)  # (B, H' * W')
-        patch_norms = norms.gather(1, where.flatten(1)).view_as(where)
+        patch_norms = _patch_norms(x, layer.weights.kernel_size).flatten(1)  # (B, H' * W')
+        patch_norms = patch_norms.gather(1, where.flatten(1)).view_as(where)
     else:
         dots, patch_norms = first - bias, None
     out = first
@@ -90,3 +90,10 @@ def _run_layer(layer, x):
     if layer.activation is not None:
         winners = out > 0 if isinstance(layer.activation, nn.ReLU) else out != 0
     return Seen(x, dots, patch_norms, out, winners)
+
+
+def _patch_norms(x, kernel_size):
+    """|patch| of every kernel-sized patch of ``x`` (B, C, H, W) -> (B, H', W'): the square
+    root of a convolution of x^2 with ones (F.unfold is many times slower here)."""
+    ones = x.new_ones(1, x.shape[1], *kernel_size)
+    return F.conv2d(x.square(), ones).clamp_min(0.0).sqrt()[:, 0]

@@ -7,11 +7,12 @@ and report.py.
 """
 
 from experiments.analysis.config import SMOKE_OVERRIDES, AnalysisConfig
-from experiments.analysis.job import network_source, run_job, summary
+from experiments.analysis.job import run_job, summary
 from experiments.core.config import ConfigError
 from experiments.core.launch import launch
 from experiments.core.runs import experiment_dir, prepare
 from experiments.core.suite import load_suite
+from experiments.core.trained import network_source
 
 __all__ = ["load", "run", "describe"]
 

@@ -105,7 +105,12 @@ def claim_dir(folder, resolved):
 
 
 def config_differences(existing, resolved, prefix=""):
-    """Dotted keys whose values differ, ignoring keys present only in ``resolved``."""
+    """Dotted keys whose values differ, ignoring keys present only in ``resolved`` (also in
+    the mappings of lists of the same length, e.g. a new option of every conv layer)."""
+    if (isinstance(existing, list) and isinstance(resolved, list)
+            and len(existing) == len(resolved)):
+        return [key for i, (a, b) in enumerate(zip(existing, resolved))
+                for key in config_differences(a, b, f"{prefix.rstrip('.')}[{i}].")]
     if not (isinstance(existing, dict) and isinstance(resolved, dict)):
         return [] if existing == resolved else [prefix.rstrip(".") or "(whole config)"]
     changed = []

@@ -6,6 +6,7 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
+from experiments.core.intervals import clopper_pearson
 from experiments.theory import sim
 from experiments.theory.exact import (ScalarSumTails, log_match_probability,
                                       match_probability, overlap_pmf,
@@ -63,7 +64,7 @@ def binary_simulation(cfg, rng, level):
 
 def _with_frequency(frame, level):
     frame["frequency"] = frame.matches / frame.trials
-    frame["ci_low"], frame["ci_high"] = sim.clopper_pearson(frame.matches, frame.trials, level)
+    frame["ci_low"], frame["ci_high"] = clopper_pearson(frame.matches, frame.trials, level)
     return frame
 
 

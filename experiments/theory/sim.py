@@ -16,6 +16,8 @@ import math
 import numpy as np
 from scipy import stats
 
+from experiments.core.intervals import clopper_pearson
+
 CHUNK = 1 << 22
 
 
@@ -23,20 +25,6 @@ def chunks(total, size=CHUNK):
     """Sizes of consecutive chunks that add up to ``total``."""
     for start in range(0, total, size):
         yield min(size, total - start)
-
-
-def clopper_pearson(matches, trials, level):
-    """Exact two-sided binomial confidence interval (lo, hi) for matches / trials.
-
-    lo = Beta quantile (1 - level)/2 of Beta(k, N - k + 1), hi = quantile (1 + level)/2 of
-    Beta(k + 1, N - k); lo = 0 when k = 0 and hi = 1 when k = N.
-    """
-    k, n = np.asarray(matches, float), np.asarray(trials, float)
-    tail = (1.0 - level) / 2.0
-    with np.errstate(invalid="ignore"):
-        lo = np.where(k > 0, stats.beta.ppf(tail, k, n - k + 1), 0.0)
-        hi = np.where(k < n, stats.beta.ppf(1.0 - tail, k + 1, n - k), 1.0)
-    return lo, hi
 
 
 def binary_matches(n, a, s, theta, trials, rng):

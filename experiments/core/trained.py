@@ -1,0 +1,79 @@
+"""Trained networks for the studies that look at them (analysis, attacks, corruptions).
+
+A study's job config names where the weights come from with three keys (``TrainedSource``,
+a base class of those configs, holds them with their defaults):
+
+    source      pretrained: the shipped seed-42 weights (models/pretrained/<network>.pt)
+                runs: the run folders of a train experiment, <runs>/<network>/seed-<seed>/
+    runs        source runs: that experiment folder, e.g. results/mnist_table1
+    checkpoint  source runs: last (checkpoint.pt) | best (best.pt)
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from experiments.core.config import ConfigError, from_dict
+from experiments.core.records import REPO
+from models import NetworkConfig, build_network, load_pretrained, pretrained_info
+from models.pretrained import FOLDER, available
+
+SOURCES = ("pretrained", "runs")
+CHECKPOINTS = {"last": "checkpoint.pt", "best": "best.pt"}
+
+
+@dataclass
+class TrainedSource:
+    """The keys by which a study's job config names its trained network (a base class)."""
+    label: str = ""  # how tables name the network (default: its training run's label)
+    source: str = "pretrained"  # pretrained (models/pretrained, seed 42) | runs
+    runs: str = "results/mnist_table1"  # source runs: the experiment folder of the networks
+    checkpoint: str = "last"  # source runs: last (checkpoint.pt) | best (best.pt)
+
+    def check(self):
+        check_source(self)
+
+
+def check_source(cfg):
+    """ValueError('key: ...') for an unknown ``source`` or ``checkpoint`` (configs' check())."""
+    if cfg.source not in SOURCES:
+        raise ValueError(f"source: must be {' or '.join(SOURCES)}, got {cfg.source!r}")
+    if cfg.checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint: must be {' or '.join(CHECKPOINTS)}, got {cfg.checkpoint!r}")
+
+
+def network_source(cfg, network, seed):
+    """(path of the weights, path of the run's config.yaml or None) for ``cfg.source``;
+    ConfigError, before any work, when they are not there."""
+    if cfg.source == "pretrained":
+        if seed != 42:
+            raise ConfigError(f"{network} seed {seed}: the shipped networks are seed 42 "
+                              f"(use source: runs for other seeds)")
+        path = FOLDER / f"{network}.pt"
+        if not path.is_file():
+            raise ConfigError(f"{path.relative_to(REPO)}: not found (shipped: "
+                              f"{', '.join(available()) or 'none'})")
+        return path.relative_to(REPO), None
+    folder = Path(cfg.runs) / network / f"seed-{seed}"
+    name = CHECKPOINTS[cfg.checkpoint]
+    for path in (folder / "config.yaml", folder / name):
+        if not path.is_file():
+            raise ConfigError(f"{path}: not found (source: runs needs finished training runs "
+                              f"with their {name}; train them first)")
+    return folder / name, folder / "config.yaml"
+
+
+def load_network(cfg, network, seed):
+    """(the trained network in eval mode, its label, where it came from)."""
+    weights, config = network_source(cfg, network, seed)
+    if config is None:
+        return load_pretrained(network), pretrained_info(network)["label"], str(weights)
+    run = yaml.safe_load(config.read_text())
+    torch.manual_seed(seed)
+    net = build_network(from_dict(NetworkConfig, run["model"], f"{config}: model"))
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    net.load_state_dict(state["model"] if "model" in state else state)
+    return net.eval(), run.get("label") or network, str(weights)
+

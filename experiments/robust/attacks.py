@@ -1,0 +1,125 @@
+"""L-inf attacks on a model of [0, 1] pixels (harness.PixelModel): FGSM, PGD and Square.
+
+Each takes images x (B, C, H, W) and labels y (B,) and returns x' (B, C, H, W) in the threat
+model's set [lo, hi] (harness.py). Losses, per image, to be maximised, on the model's outputs z
+(log-probabilities or logits: log-softmax only shifts a row, so margins are the same):
+
+    ce      cross-entropy  -log softmax(z)_y
+    margin  max_{j != y} z_j - z_y        (> 0 exactly when x' is misclassified)
+
+FGSM    x' = project(x + eps sign(grad L(x)))                     (Goodfellow et al., 2015)
+PGD     x_0 = project(x + eps U(-1, 1)),  x_{t+1} = project(x_t + a sign(grad L(x_t))),
+        a = 2.5 eps / steps, so the steps can cross the ball 2.5 times (Madry et al., 2018).
+        An image is fooled at the first misclassified iterate, and with ``stop_early`` it stays
+        there; ``restarts`` runs, each after the first only on the images not yet fooled.
+Square  gradient-free (Andriushchenko et al., 2020): start from vertical stripes of +-eps;
+        each query sets one random s x s window of the perturbation to a random +-eps and keeps
+        the candidate when the loss grows (or it is misclassified); s = round(sqrt(p H W)),
+        with p = 0.8 halved at the paper's points of its schedule for 10,000 queries.
+
+Gradients are taken with respect to the input only (``torch.autograd.grad``): no parameter
+gradient is accumulated. Wrap a call in ``models.surrogate_gradients`` for BPDA.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from data.corruptions import random_squares
+from experiments.robust.harness import bounds, project
+
+
+def margin(z, y):
+    """max_{j != y} z_j - z_y per image (B,)."""
+    true = z.gather(1, y[:, None]).squeeze(1)
+    return z.scatter(1, y[:, None], -math.inf).amax(1) - true
+
+
+LOSSES = {"ce": lambda z, y: F.cross_entropy(z, y, reduction="none"), "margin": margin}
+
+
+def input_gradient(model, x, y, loss):
+    """(outputs z (B, classes), grad_x of the summed loss (B, C, H, W)) at ``x``."""
+    x = x.detach().requires_grad_()
+    z = model(x)
+    (grad,) = torch.autograd.grad(LOSSES[loss](z, y).sum(), x)
+    return z.detach(), grad
+
+
+def fgsm(model, x, y, eps, loss="ce"):
+    _, grad = input_gradient(model, x, y, loss)
+    return project(x + eps * grad.sign(), *bounds(x, eps))
+
+
+def pgd(model, x, y, eps, steps, loss="ce", restarts=1, generator=None, stop_early=True):
+    """PGD with random starts; returns x' (see the module docstring)."""
+    adv, fooled = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for _ in range(restarts):
+        todo = (~fooled).nonzero().squeeze(1)
+        if not len(todo):
+            break
+        adv[todo], fooled[todo] = pgd_run(model, x[todo], y[todo], eps, steps, loss, generator,
+                                          stop_early)
+    return adv
+
+
+def pgd_run(model, x, y, eps, steps, loss, generator, stop_early):
+    """One PGD run from a random start: (x' (B, ...), fooled at some iterate (B,))."""
+    lo, hi = bounds(x, eps)
+    start = torch.rand(x.shape, generator=generator).to(x.device) * 2 - 1
+    adv = project(x + eps * start, lo, hi)
+    fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    active = torch.arange(len(x), device=x.device)
+    for _ in range(steps):
+        z, grad = input_gradient(model, adv[active], y[active], loss)
+        wrong = z.argmax(1) != y[active]
+        fooled[active[wrong]] = True
+        if stop_early:
+            active, grad = active[~wrong], grad[~wrong]
+            if not len(active):
+                return adv, fooled
+        step = adv[active] + (2.5 * eps / steps) * grad.sign()
+        adv[active] = project(step, lo[active], hi[active])
+    with torch.no_grad():
+        fooled[active] |= model(adv[active]).argmax(1) != y[active]
+    return adv, fooled
+
+
+SQUARE_SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64),
+                   (6000, 128), (8000, 256), (10_000, 512))  # (up to query i of 10,000, p / )
+
+
+def square_fraction(query, queries, p_init=0.8):
+    """The window's share p of the image at ``query`` of ``queries`` (the schedule rescaled)."""
+    at = int(query / queries * 10_000)
+    return p_init / next(divisor for limit, divisor in SQUARE_SCHEDULE if at <= limit)
+
+
+def _signs(shape, generator, like):
+    return (torch.randint(0, 2, shape, generator=generator) * 2 - 1).to(like)
+
+
+@torch.no_grad()
+def square(model, x, y, eps, queries, loss="margin", generator=None, p_init=0.8):
+    """The L-inf Square attack with ``queries`` model queries per image; returns x'."""
+    b, c, h, w = x.shape
+    lo, hi = bounds(x, eps)
+    adv = project(x + eps * _signs((b, c, 1, w), generator, x), lo, hi)
+    z = model(adv)
+    best, fooled = LOSSES[loss](z, y), z.argmax(1) != y
+    for query in range(1, queries):
+        todo = (~fooled).nonzero().squeeze(1)
+        if not len(todo):
+            break
+        side = round(math.sqrt(square_fraction(query, queries, p_init) * h * w))
+        window = random_squares(len(todo), h, w, min(max(side, 1), h - 1), generator)
+        delta = torch.where(window.to(x.device), eps * _signs((len(todo), c, 1, 1), generator, x),
+                            adv[todo] - x[todo])
+        candidate = project(x[todo] + delta, lo[todo], hi[todo])
+        z = model(candidate)
+        value, wrong = LOSSES[loss](z, y[todo]), z.argmax(1) != y[todo]
+        keep = (value > best[todo]) | wrong
+        adv[todo[keep]], best[todo[keep]] = candidate[keep], value[keep]
+        fooled[todo[keep & wrong]] = True
+    return adv
