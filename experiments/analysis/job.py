@@ -13,7 +13,6 @@ metrics.jsonl holds one line (label, where the weights came from, seconds); a fi
 skipped when the suite reruns.
 """
 
-import json
 import math
 import time
 from pathlib import Path
@@ -27,9 +26,8 @@ from experiments.analysis.measures import (UnitStats, chance_match_probability, 
                                            degrees, relative_change, unit_norms,
                                            winner_overlap)
 from experiments.analysis.probe import layers_of, run_layers
-from experiments.core.records import atomic_write, read_jsonl, write_jsonl
-from experiments.core.runs import (claim_dir, close_session, is_done, mark_done, open_session,
-                                   resolved_config)
+from experiments.core.records import atomic_write, write_jsonl
+from experiments.core.runs import begin_run, close_session, mark_done, open_session
 from experiments.core.trained import load_network
 
 NOISE_SEED_OFFSET = 104_729  # the analysis draws its own noise, apart from training's
@@ -168,10 +166,9 @@ def overlap_rows(tally):
 def run_job(cfg, network, seed, folder, progress=True):
     """Analyse the trained ``network`` of ``seed``; return the run's records."""
     folder = Path(folder)
-    if is_done(folder):
-        return read_jsonl(folder / "metrics.jsonl")
-    claim_dir(folder, resolved_config(cfg, network, seed))
-    atomic_write(folder / "dataset.json", json.dumps(dataset_info(cfg.data), indent=2) + "\n")
+    finished = begin_run(folder, cfg, network, seed, dataset_info(cfg.data))
+    if finished is not None:
+        return finished
     t0 = time.perf_counter()
     net, label, origin = load_network(cfg, network, seed)
     open_session(folder, torch.device(cfg.device), 0, 1)

@@ -1,5 +1,6 @@
 """Files a run leaves behind: atomic writes, JSON lines, YAML, provenance."""
 
+import io
 import json
 import os
 import platform
@@ -31,6 +32,14 @@ def atomic_write(path, data):
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def save_torch(path, obj):
+    """torch.save ``obj`` to ``path`` atomically (a crash never leaves half a checkpoint)."""
+    import torch
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, buffer.getvalue())
 
 
 def write_yaml(path, data):

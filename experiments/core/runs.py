@@ -122,6 +122,18 @@ def config_differences(existing, resolved, prefix=""):
     return changed
 
 
+def begin_run(folder, job_config, network, seed, dataset):
+    """Start or resume a job in ``folder``: its finished records when it is done already, else
+    None after claiming the folder for this config and writing ``dataset`` (what the data is,
+    a JSON-safe dict: data.dataset_info) as dataset.json."""
+    folder = Path(folder)
+    if is_done(folder):
+        return read_jsonl(folder / "metrics.jsonl")
+    claim_dir(folder, resolved_config(job_config, network, seed))
+    atomic_write(folder / "dataset.json", json.dumps(dataset, indent=2) + "\n")
+    return None
+
+
 def is_done(folder):
     return (Path(folder) / "done").is_file()
 

@@ -22,7 +22,6 @@ experiment (a cache: deleting it costs one PGD run on the source).
 
 import dataclasses
 import hashlib
-import io
 import json
 import time
 import zlib
@@ -35,9 +34,8 @@ import torch
 
 from data import dataset_info
 from experiments.core.config import ConfigError
-from experiments.core.records import atomic_write, read_jsonl, write_jsonl
-from experiments.core.runs import (claim_dir, close_session, is_done, mark_done, open_session,
-                                   resolved_config, run_lock)
+from experiments.core.records import atomic_write, read_jsonl, save_torch, write_jsonl
+from experiments.core.runs import begin_run, close_session, mark_done, open_session, run_lock
 from experiments.core.trained import load_network
 from experiments.robust import autoattack as aa
 from experiments.robust.attacks import fgsm, input_gradient, pgd, square
@@ -204,7 +202,7 @@ def transfer_examples(ctx, step):
     with run_lock(folder, wait=TRANSFER_WAIT_SECONDS):
         if not (folder / "examples.pt").is_file():
             adv = source_examples(ctx, step, spec["source"])
-            atomic_write(folder / "examples.pt", torch_bytes({"spec": spec, "adv": adv}))
+            save_torch(folder / "examples.pt", {"spec": spec, "adv": adv})
         return torch.load(folder / "examples.pt", weights_only=True)["adv"]
 
 
@@ -218,12 +216,6 @@ def source_examples(ctx, step, source):
                 model, xb, yb, eps, step.steps, step.loss, ctx.cfg.restarts, generator,
                 stop_early=False), ctx.x, ctx.y, ctx.cfg.batch_size))
     return torch.stack(examples).cpu()
-
-
-def torch_bytes(obj):
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
 
 
 # ---------------------------------------------------------------- the job
@@ -244,10 +236,9 @@ def run_step(ctx, step):
 def run_job(cfg, network, seed, folder, progress=True):
     """Attack the trained ``network`` of ``seed``; return the run's records."""
     folder = Path(folder)
-    if is_done(folder):
-        return read_jsonl(folder / "metrics.jsonl")
-    claim_dir(folder, resolved_config(cfg, network, seed))
-    atomic_write(folder / "dataset.json", json.dumps(dataset_info(cfg.data), indent=2) + "\n")
+    finished = begin_run(folder, cfg, network, seed, dataset_info(cfg.data))
+    if finished is not None:
+        return finished
     t0 = time.perf_counter()
     net, label, origin = load_network(cfg, network, seed)
     records = [r for r in read_jsonl(folder / "metrics.jsonl") if not pending(r)]

@@ -8,7 +8,6 @@ reads no code of data/), and per severity the number of correct images; a rerun 
 finished corruptions.
 """
 
-import json
 import time
 import zlib
 from pathlib import Path
@@ -17,9 +16,8 @@ import torch
 
 from data import dataset_info
 from data.corruptions import CORRUPTIONS
-from experiments.core.records import atomic_write, read_jsonl, write_jsonl
-from experiments.core.runs import (claim_dir, close_session, is_done, mark_done, open_session,
-                                   resolved_config)
+from experiments.core.records import read_jsonl, write_jsonl
+from experiments.core.runs import begin_run, close_session, mark_done, open_session
 from experiments.core.trained import load_network
 from experiments.robust.harness import PixelModel, frozen, predict, test_images
 
@@ -52,10 +50,9 @@ def evaluate(model, cfg, name, x, y):
 def run_job(cfg, network, seed, folder, progress=True):
     """Evaluate the trained ``network`` of ``seed`` under every corruption; return the records."""
     folder = Path(folder)
-    if is_done(folder):
-        return read_jsonl(folder / "metrics.jsonl")
-    claim_dir(folder, resolved_config(cfg, network, seed))
-    atomic_write(folder / "dataset.json", json.dumps(dataset_info(cfg.data), indent=2) + "\n")
+    finished = begin_run(folder, cfg, network, seed, dataset_info(cfg.data))
+    if finished is not None:
+        return finished
     t0 = time.perf_counter()
     net, label, origin = load_network(cfg, network, seed)
     model = PixelModel(net.to(cfg.device))

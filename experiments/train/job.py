@@ -9,17 +9,14 @@ epoch and ends with the same metrics as an uninterrupted run (every epoch's rand
 seeded from (seed, epoch), and the checkpoint holds the duty cycles and boost strength).
 """
 
-import io
-import json
 import time
 from pathlib import Path
 
 import torch
 
 from data import dataset_info, load_dataset
-from experiments.core.records import atomic_write, read_jsonl, write_jsonl
-from experiments.core.runs import (claim_dir, close_session, is_done, mark_done, open_session,
-                                   resolved_config)
+from experiments.core.records import read_jsonl, save_torch, write_jsonl
+from experiments.core.runs import begin_run, close_session, mark_done, open_session
 from experiments.core.selection import best_epoch
 from experiments.train.loop import (make_optimizer, num_batches, resolve_device, set_lr,
                                     train_epoch)
@@ -45,24 +42,17 @@ def load_checkpoint(folder, model, optimizer, device):
 
 
 def save_checkpoint(folder, model, optimizer, epochs_finished):
-    atomic_write(Path(folder) / "checkpoint.pt",
-                 torch_bytes({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "epochs_finished": epochs_finished}))
-
-
-def torch_bytes(obj):
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
+    save_torch(Path(folder) / "checkpoint.pt",
+               {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "epochs_finished": epochs_finished})
 
 
 def run_job(job, network, seed, folder, progress=True):
     """Train ``network`` with ``seed`` as ``job`` says; return the list of epoch records."""
     folder = Path(folder)
-    if is_done(folder):
-        return read_jsonl(folder / "metrics.jsonl")
-    claim_dir(folder, resolved_config(job, network, seed))
-    atomic_write(folder / "dataset.json", json.dumps(dataset_info(job.data), indent=2) + "\n")
+    finished = begin_run(folder, job, network, seed, dataset_info(job.data))
+    if finished is not None:
+        return finished
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     device = resolve_device(job.train.device)
@@ -78,7 +68,7 @@ def run_job(job, network, seed, folder, progress=True):
                            device=device, progress=progress)
         records.append(record)
         if best_epoch(records) is record:
-            atomic_write(folder / "best.pt", torch_bytes(model.state_dict()))
+            save_torch(folder / "best.pt", model.state_dict())
         write_jsonl(folder / "metrics.jsonl", records)
         save_checkpoint(folder, model, optimizer, epoch + 1)
         print(f"{network} seed {seed} epoch {epoch}: test {record['test_accuracy']:.2f}%, "
