@@ -69,7 +69,8 @@ def test_a_fresh_clone_trains_its_main_job_and_rebuilds_shipped_reports(clone):
                 ["configs/gsc_synthetic.yaml", "--describe"],
                 ["configs/mnist_table1.yaml", "--report", "--out", "results/reference"],
                 ["configs/mnist_sparse.yaml", "--report", "--out", "results/reference"],
-                ["configs/gsc_synthetic.yaml", "--report", "--out", "results/reference"]]
+                ["configs/gsc_synthetic.yaml", "--report", "--out", "results/reference"],
+                ["configs/mnist_analysis.yaml", "--report", "--out", "results/reference"]]
     result = run_in(clone, commands)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "mnist_sparse: 1 jobs, 0 already done, 1 to run" in result.stdout

@@ -4,9 +4,10 @@
                            entropy, units that never win, winner overlap and output change under
                            noise, and the chance values for unrelated inputs
     overlap.png, .csv      winner overlap and relative output change vs noise, layer by layer
-    weight_norms.png, .csv distribution of the units' weight norms, per layer and network
+    weight_norms.png, .csv distribution of the units' weight norms, per layer and network (the
+                           CSV: each box's quartiles and whiskers)
     angles.png, .csv       distribution of the per-unit mean angle to the inputs, all inputs and
-                           the winning ones
+                           the winning ones (the CSV: the boxes)
     duty_cycles.png, .csv  the sorted training duty cycles of the k-winners layers
 
 Means over seeds where several were analysed. Imports no model and no dataset.
@@ -180,10 +181,12 @@ def overlap_figure(overlap):
 
 
 def distribution_figure(units, column, title, ylabel, layers=("conv1", "conv2", "hidden")):
-    """Box plots of a per-unit column, one panel per layer, a box per network."""
+    """Box plots of a per-unit column, one panel per layer, a box per network; returns the
+    figure and the box statistics behind it (quartiles, whiskers at 1.5 IQR)."""
     layers = [name for name in layers if name in set(units.layer)]
     fig = new_figure(4.5 * len(layers), 4.6)
     axes = fig.subplots(1, len(layers), squeeze=False)[0]
+    rows = []
     for ax, layer in zip(axes, layers):
         part = units[units.layer == layer].dropna(subset=[column])
         groups = list(part.groupby("network", sort=False))
@@ -193,19 +196,28 @@ def distribution_figure(units, column, title, ylabel, layers=("conv1", "conv2", 
                       fontsize="x-small")
         ax.set(title=layer, ylabel=ylabel)
         ax.grid(alpha=0.3, axis="y")
+        rows += [box_row(network, g.label.iloc[0], layer, g[column]) for network, g in groups]
     fig.suptitle(title)
-    return fig
+    return fig, pd.DataFrame(rows)
+
+
+def box_row(network, label, layer, values):
+    """What a box plot of ``values`` draws: quartiles and the 1.5-IQR whiskers."""
+    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    inside = values[(values >= q1 - 1.5 * (q3 - q1)) & (values <= q3 + 1.5 * (q3 - q1))]
+    return {"network": network, "label": label, "layer": layer, "units": len(values),
+            "mean": values.mean(), "whisker_low": inside.min(), "q1": q1, "median": median,
+            "q3": q3, "whisker_high": inside.max()}
 
 
 def angles_figure(units):
-    """Per-unit mean angle to the inputs: all inputs (left box) and the winning ones (right)."""
+    """Per-unit mean angle to the inputs: all inputs and the winning ones, side by side."""
     long = pd.concat([units.assign(subset="all", angle=units.angle_all_mean),
                       units.assign(subset="winners", angle=units.angle_winners_mean)])
     long["label"] = long.label + " (" + long.subset + ")"
     long["network"] = long.network + "/" + long.subset
-    fig = distribution_figure(long, "angle", "Angle between a unit's weights and its inputs "
-                              "(per-unit mean over the clean test set)", "angle (degrees)")
-    return fig, long[["network", "label", "seed", "layer", "unit", "subset", "angle"]]
+    return distribution_figure(long, "angle", "Angle between a unit's weights and its inputs "
+                               "(per-unit mean over the clean test set)", "angle (degrees)")
 
 
 def duty_cycle_figure(units):
@@ -248,10 +260,8 @@ def write_report(exp_dir):
                                    f"{', '.join(map(str, sorted(set(units.seed))))})",
                              markdown=layer_markdown(table)))
     paths += save_figure(*overlap_figure(overlap), exp_dir / "overlap")
-    weights = units[["network", "label", "seed", "layer", "unit", "weight_norm", "fan_in"]]
-    paths += save_figure(distribution_figure(units, "weight_norm", "Weight-vector L2 norm "
-                                             "per unit", "|w| (L2)"), weights,
-                         exp_dir / "weight_norms")
+    paths += save_figure(*distribution_figure(units, "weight_norm", "Weight-vector L2 norm per "
+                                              "unit", "|w| (L2)"), exp_dir / "weight_norms")
     paths += save_figure(*angles_figure(units), exp_dir / "angles")
     paths += save_figure(*duty_cycle_figure(units), exp_dir / "duty_cycles")
     print("report: wrote " + ", ".join(str(p) for p in paths))
