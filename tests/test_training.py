@@ -163,3 +163,25 @@ def test_new_keys_in_the_layers_of_a_list_do_not_invalidate_a_run(tmp_path):
                                                 {"channels": 64, "dropconnect": 0.0}]}})
     with pytest.raises(ConfigError, match=r"differs in model\.conv"):
         claim_dir(tmp_path, {"model": {"conv": [{"channels": 30, "dropconnect": 0.0}]}})
+
+
+def test_the_optimizer_matches_the_per_parameter_loop_bit_for_bit():
+    import torch
+    import torch.nn.functional as F
+    from experiments.train.loop import make_optimizer
+    from models import build_network
+    job = tiny_job(Path("datasets"), "sparse_cnn2_dsw")
+    states = []
+    for fast in (True, False):
+        torch.manual_seed(0)
+        net = build_network(job.model)
+        opt = make_optimizer(net, job.train) if fast else torch.optim.SGD(
+            net.parameters(), lr=job.train.lr, momentum=job.train.momentum, foreach=False)
+        generator = torch.Generator().manual_seed(1)
+        for _ in range(5):
+            x, y = torch.randn(4, 1, 28, 28, generator=generator), torch.randint(0, 10, (4,))
+            opt.zero_grad()
+            F.nll_loss(net(x), y).backward()
+            opt.step()
+        states.append(net.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

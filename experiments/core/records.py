@@ -1,5 +1,6 @@
 """Files a run leaves behind: atomic writes, JSON lines, YAML, provenance."""
 
+import functools
 import io
 import json
 import os
@@ -61,8 +62,11 @@ def now():
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+@functools.lru_cache(maxsize=None)
 def git_commit():
-    """'<sha>', or '<sha>-dirty' when tracked code differs from it (results/ aside)."""
+    """'<sha>', or '<sha>-dirty' when tracked code differs from it (results/ aside): read once
+    per process, when it first asks, so that a long-running driver records the code it loaded
+    rather than commits made while it runs."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
                              text=True, timeout=10).stdout.strip()

@@ -70,7 +70,7 @@ def report_context(runs, experiment, published):
         raise ValueError(f"{experiment}: no run folders (<network>/seed-<seed>/config.yaml)")
     datasets = {(r.dataset.get("name"), r.dataset.get("title")) for r in runs}
     if len(datasets) != 1:
-        raise ValueError(f"{experiment}: expected runs of one dataset, got {sorted(datasets)}")
+        raise ValueError(f"{experiment}: expected runs of one dataset, got {sorted(map(str, datasets))}")
     info = runs[0].dataset
     dataset, synthetic, subject = info["name"], info["synthetic"], info["title"]
     reference = published.get(dataset)

@@ -20,8 +20,10 @@ def resolve_device(name):
 
 
 def make_optimizer(model, cfg):
+    """SGD, updating all parameters in one multi-tensor call (``foreach``: the same arithmetic
+    as the per-parameter loop, bit for bit, with less per-step overhead at batch 4)."""
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                           weight_decay=cfg.weight_decay)
+                           weight_decay=cfg.weight_decay, foreach=True)
 
 
 def set_lr(optimizer, lr):
