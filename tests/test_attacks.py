@@ -186,7 +186,10 @@ def test_adversarial_smoke_records_report_and_resume(tiny_runs, mnist_root, tmp_
     dense = (exp / "dense_cnn2" / "seed-42" / "metrics.jsonl").read_text()
     assert "no k-winners layer" in dense and len(list(exp.glob("transfer/*/examples.pt"))) == 1
     paths = adversarial_report.write_report(exp)
-    assert {p.name for p in paths} >= {"accuracy.md", "worst_case.png", "checks.md"}
+    assert {p.name for p in paths} >= {"accuracy.md", "worst_case.md", "worst_case.csv",
+                                        "worst_case_curves.png", "worst_case_curves.csv",
+                                        "checks.md"}
+    assert len(paths) == len(set(paths))  # no file written twice under one name
     checks = pd.read_csv(exp / "checks.csv")
     assert len(set(checks.check)) == 8 and set(checks.network) == {"sparse_cnn2", "dense_cnn2"}
     assert "pyautoattack is not installed" in (exp / "checks.md").read_text()

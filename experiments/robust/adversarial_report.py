@@ -4,7 +4,7 @@
                           (FGSM and PGD through the network's own backward pass: what a plain
                           evaluation reports) and the worst case over every attack, per image
     worst_case.md, .csv   the worst case, a row per network and a column per eps
-    worst_case.png, .csv  accuracy against eps per network: own-gradient and worst case
+    worst_case_curves.png, .csv  accuracy against eps per network: own-gradient and worst case
     checks.md, .csv       the sanity checks (experiments/robust/checks.py), PASS or FAIL
     autoattack.md, .csv   the cross-check on its subset: pyautoattack beside the study's
                           worst case on the same images (when it ran)
@@ -187,7 +187,7 @@ def write_report(exp_dir):
     paths += write_table(acc[acc.attack.isin(["clean", WORST])], exp_dir / "worst_case",
                          title="Worst case over all attacks, per image", notes=notes[:1],
                          markdown=worst_markdown(acc))
-    paths += save_figure(*worst_case_figure(acc, has_k_winners(steps)), exp_dir / "worst_case")
+    paths += save_figure(*worst_case_figure(acc, has_k_winners(steps)), exp_dir / "worst_case_curves")
     cross = autoattack_frame(images)
     if cross is not None:
         paths += write_table(cross, exp_dir / "autoattack", markdown=autoattack_markdown(cross),

@@ -56,7 +56,7 @@ def summary_markdown(frame):
     table = 100 * means[list(dict.fromkeys(corrupt.title))]
     table.insert(0, "clean", 100 * frame[frame.corruption == CLEAN].set_index("label").accuracy)
     table["mean over corruptions"] = table.iloc[:, 1:].mean(axis=1)
-    return table.round(2).reset_index().rename(columns={"label": "network"})
+    return table.map(lambda v: f"{v:.1f}").reset_index().rename(columns={"label": "network"})
 
 
 def curves_figure(frame):
