@@ -80,6 +80,7 @@ def _literal(text):
     return re.escape(text)
 
 
+@pytest.mark.slow  # a real process; the same errors are tested in-process above
 def test_cli_process_prints_one_line_and_exits_2_before_any_work(tmp_path):
     extra, message = BAD[0]
     path = write(tmp_path, GOOD + extra)
@@ -140,3 +141,13 @@ def test_a_bad_base_is_named(tmp_path, base, problem):
     text = GOOD + f"  loop:\n    base: {base}\n"
     with pytest.raises(ConfigError, match=f"networks.loop.base: '{base}': {problem}"):
         load_experiment(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("out", ["results/reference", "results/reference/mnist_sparse"])
+def test_runs_refuse_to_write_into_the_shipped_reference_records(capsys, out):
+    before = sorted(p.name for p in (REPO / out).iterdir())
+    code, _, err = run_inprocess(capsys, REPO / "configs" / "mnist_sparse.yaml", "--smoke",
+                                 "--out", REPO / out)
+    assert code == 2 and err.strip().count("\n") == 0
+    assert "holds the shipped reference records, which runs never write" in err
+    assert sorted(p.name for p in (REPO / out).iterdir()) == before  # nothing was written

@@ -85,6 +85,7 @@ def test_a_fresh_clone_trains_its_main_job_and_rebuilds_shipped_reports(clone):
     assert git("status", "--porcelain", "--untracked-files=all", cwd=clone) == ""
 
 
+@pytest.mark.slow  # in the clone of the slow test above (its fixture); refuse_reference is tested fast in test_config
 def test_runs_never_write_into_the_reference_records(clone):
     result = run_in(clone, [["configs/mnist_sparse.yaml", *SMALL, "--out", "results/reference"]])
     assert result.returncode == 2

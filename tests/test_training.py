@@ -100,6 +100,7 @@ def test_suite_skips_finished_jobs_and_refuses_to_overwrite(mnist_root, tmp_path
     assert record["lr"] == 0.5
 
 
+@pytest.mark.slow  # a pool of 2 processes; the launcher's in-process paths are tested fast
 def test_parallel_jobs_finish_every_run(mnist_root, tmp_path):
     overrides = [*TINY, "train.epochs=1", f"data.root={mnist_root}", "seeds=[1]",
                  "run=[sparse_cnn1, dense_cnn2_sp3]"]
