@@ -191,6 +191,17 @@ def test_not_started_run_and_network_still_build(mnist_dir):
                                                            ).to_string()
 
 
+def test_queued_runs_with_only_their_config_still_build(mnist_dir):
+    """A suite claims every job's folder (config.yaml) before it starts: --report meanwhile."""
+    write_run(mnist_dir, "sparse_cnn1", 42, [], [], done=False)
+    for name in ("dataset.json", "metrics.jsonl", "provenance.json"):
+        (mnist_dir / "sparse_cnn1" / "seed-42" / name).unlink()
+    table = report.results_table(report.load_report(mnist_dir)).set_index("network")
+    assert table.loc["sparse_cnn1", "status"] == "not started"
+    assert table.loc["dense_cnn2", "status"] != "not started"
+    assert any(p.name == "table.md" for p in write_report(mnist_dir))
+
+
 def test_subset_runs_are_not_compared(tmp_path):
     exp_dir = tmp_path / "smoke"
     write_run(exp_dir, "dense_cnn2", 1, [50.0], [900], epochs=1, num_test=200, test_limit=200)

@@ -68,10 +68,11 @@ def report_context(runs, experiment, published):
     """Dataset, labels, network order and comparability of a set of runs."""
     if not runs:
         raise ValueError(f"{experiment}: no run folders (<network>/seed-<seed>/config.yaml)")
-    datasets = {(r.dataset.get("name"), r.dataset.get("title")) for r in runs}
+    started = [r for r in runs if r.dataset]  # a queued job's folder holds its config alone
+    datasets = {(r.dataset.get("name"), r.dataset.get("title")) for r in started}
     if len(datasets) != 1:
         raise ValueError(f"{experiment}: expected runs of one dataset, got {sorted(map(str, datasets))}")
-    info = runs[0].dataset
+    info = started[0].dataset
     dataset, synthetic, subject = info["name"], info["synthetic"], info["title"]
     reference = published.get(dataset)
     known = list(reference["networks"]) if reference else []
