@@ -65,7 +65,7 @@ def run_in(clone, commands):
 def test_a_fresh_clone_trains_its_main_job_and_rebuilds_shipped_reports(clone):
     shipped = sorted(p.name for p in (clone / "results" / "reference").iterdir())
     assert {"mnist_sparse", "mnist_table1", "gsc_synthetic", "theory", "mnist_analysis",
-            "mnist_adversarial", "mnist_corruptions"} <= set(shipped)
+            "mnist_adversarial", "mnist_corruptions", "mnist_weights_study"} <= set(shipped)
     commands = [["configs/mnist_sparse.yaml", *SMALL],
                 ["configs/gsc_synthetic.yaml", "--describe"],
                 ["configs/mnist_table1.yaml", "--report", "--out", "results/reference"],
@@ -73,7 +73,8 @@ def test_a_fresh_clone_trains_its_main_job_and_rebuilds_shipped_reports(clone):
                 ["configs/gsc_synthetic.yaml", "--report", "--out", "results/reference"],
                 ["configs/mnist_analysis.yaml", "--report", "--out", "results/reference"],
                 ["configs/mnist_adversarial.yaml", "--report", "--out", "results/reference"],
-                ["configs/mnist_corruptions.yaml", "--report", "--out", "results/reference"]]
+                ["configs/mnist_corruptions.yaml", "--report", "--out", "results/reference"],
+                ["configs/mnist_weights_study.yaml", "--report", "--out", "results/reference"]]
     result = run_in(clone, commands)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "mnist_sparse: 1 jobs, 0 already done, 1 to run" in result.stdout
