@@ -168,7 +168,7 @@ def test_a_node_lost_mid_job_reruns_it_elsewhere_resuming_to_the_same_metrics(
     assert metrics(tmp_path / "ray") == metrics(tmp_path / "local")
 
 
-def kill_mid_job(cluster, worker, out, killed, timeout=60):
+def kill_mid_job(cluster, worker, out, killed, timeout=180):  # generous: a loaded machine
     """Lose ``worker`` once a job it runs has saved its first epoch's checkpoint: SIGKILL its
     Ray processes and the job's worker process (which would otherwise go on without its node)."""
     raylet = worker.all_processes["raylet"][0].process.pid
