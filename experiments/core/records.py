@@ -43,6 +43,16 @@ def save_torch(path, obj):
     atomic_write(path, buffer.getvalue())
 
 
+# libyaml's parser when PyYAML was built with it (the wheels are): the same values as
+# yaml.safe_load, about 8x faster, which matters to code that reads many run folders.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text):
+    """``yaml.safe_load`` of ``text`` (a str), with the C parser when available."""
+    return yaml.load(text, Loader=_YAML_LOADER)
+
+
 def write_yaml(path, data):
     atomic_write(path, yaml.safe_dump(data, sort_keys=False))
 

@@ -24,11 +24,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
 from experiments.core.config import ConfigError, to_dict
-from experiments.core.records import (REPO, atomic_write, now, provenance, read_jsonl,
-                                      write_yaml)
+from experiments.core.records import (REPO, atomic_write, load_yaml, now, provenance,
+                                      read_jsonl, write_yaml)
 
 REFERENCE = REPO / "results" / "reference"
 EXAMPLES = "noisy_examples.npz"
@@ -95,7 +94,7 @@ def claim_dir(folder, resolved):
     if not path.is_file():
         write_yaml(path, resolved)
         return
-    existing = yaml.safe_load(path.read_text())
+    existing = load_yaml(path.read_text())
     changed = config_differences(existing, resolved)
     if changed:
         raise ConfigError(f"{folder}: holds a run of a different config (differs in "
@@ -321,7 +320,7 @@ def read_run(folder):
     folder = Path(folder)
     prov, data = folder / "provenance.json", folder / "dataset.json"
     return Run(network=folder.parent.name, seed=int(folder.name.split("-", 1)[1]),
-               config=yaml.safe_load((folder / "config.yaml").read_text()),
+               config=load_yaml((folder / "config.yaml").read_text()),
                records=read_jsonl(folder / "metrics.jsonl"),
                sessions=json.loads(prov.read_text())["sessions"] if prov.is_file() else [],
                dataset=json.loads(data.read_text()) if data.is_file() else {},

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
 from experiments.core.config import ConfigError, from_dict
-from experiments.core.records import REPO
+from experiments.core.records import REPO, load_yaml
 from models import NetworkConfig, build_network, load_pretrained, pretrained_info
 from models.pretrained import FOLDER, available
 
@@ -70,7 +69,7 @@ def load_network(cfg, network, seed):
     weights, config = network_source(cfg, network, seed)
     if config is None:
         return load_pretrained(network), pretrained_info(network)["label"], str(weights)
-    run = yaml.safe_load(config.read_text())
+    run = load_yaml(config.read_text())
     torch.manual_seed(seed)
     net = build_network(from_dict(NetworkConfig, run["model"], f"{config}: model"))
     state = torch.load(weights, map_location="cpu", weights_only=True)

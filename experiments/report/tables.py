@@ -28,8 +28,7 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
-import yaml
-
+from experiments.core.records import load_yaml
 from experiments.core.runs import load_runs
 from experiments.core.selection import SELECTIONS
 
@@ -54,7 +53,7 @@ class Context:
 # ---------------------------------------------------------------- loading (the only file reads)
 
 def load_published(path=PUBLISHED):
-    return yaml.safe_load(Path(path).read_text())
+    return load_yaml(Path(path).read_text())
 
 
 def load_report(exp_dir, published=None):

@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 
 import torch
-import yaml
 
 from experiments.core.config import from_dict
-from experiments.core.records import REPO, read_jsonl
+from experiments.core.records import REPO, load_yaml, read_jsonl
 from experiments.train.config import JobConfig
 from models import build_network
 from models.pretrained import FOLDER, save_pretrained
@@ -24,7 +23,7 @@ from models.pretrained import FOLDER, save_pretrained
 def export(run_dir, folder=FOLDER):
     """Write ``run_dir``'s last epoch to ``folder``/<network>.pt; return the path."""
     run_dir = Path(run_dir).resolve()
-    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    resolved = load_yaml((run_dir / "config.yaml").read_text())
     network, seed = resolved.pop("network"), resolved.pop("seed")
     job = from_dict(JobConfig, resolved, f"{run_dir}/config.yaml")
     checkpoint = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
