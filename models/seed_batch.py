@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backend import parallel_chunks, uses_cpu_kernel
-from models.kwinners import KWinners, KWinners2d, kwinners_cpu
+from models.backend import uses_cpu_kernel
+from models.kwinners import KWinners, KWinners2d, _KWinnersCPU, kwinners_cpu, run_kernel
 from models.network import build_network, check_network_config
 from models.pooling import MaxPool2x2
 from models.sparse_weights import SparseWeights
@@ -136,15 +136,6 @@ class SeedFlatten(nn.Module):
         return x.reshape(x.shape[0], self.num_seeds, -1).transpose(0, 1)
 
 
-def _run_kernel(args, x):
-    """One call of the k-winners kernel on ``x`` (B, n), parallel for large inputs."""
-    chunks = parallel_chunks(x)
-    if chunks == 1:
-        kwinners_cpu.forward(*args)
-    else:
-        kwinners_cpu.forward_parallel(*args, chunks)
-
-
 class _SeedKWinnersCPU(torch.autograd.Function):
     """``_KWinnersCPU`` of models/kwinners.py once per seed slice: the numba kernel picks
     seed s's winners with seed s's boost and updates seed s's duty cycles and sample count."""
@@ -157,16 +148,13 @@ class _SeedKWinnersCPU(torch.autograd.Function):
         losers = torch.empty(x.shape if save else (x.shape[0], 0, 0), dtype=torch.bool)
         seen = layer.samples_seen.view(-1, 1)
         for s in range(x.shape[0]):
-            _run_kernel((x[s].numpy(), boost[s].numpy(), group, k, out[s].numpy(),
+            run_kernel((x[s].numpy(), boost[s].numpy(), group, k, out[s].numpy(),
                          losers[s].numpy(), layer.duty_cycle[s].numpy(), seen[s].numpy(),
                          layer.duty_cycle_period, layer.training), x[s])
         ctx.save_for_backward(losers)
         return out
 
-    @staticmethod
-    def backward(ctx, grad):
-        (losers,) = ctx.saved_tensors
-        return grad.masked_fill(losers, 0.0), None, None, None, None
+    backward = staticmethod(_KWinnersCPU.backward)  # the gradient at the winners only
 
 
 class SeedKWinners(nn.Module):
