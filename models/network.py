@@ -1,6 +1,7 @@
 """The paper's CNNs as one builder: conv blocks, a hidden block, a dense output layer.
 
-    conv block   Conv2d(5x5, stride 1, no padding; DropConnect when dropconnect > 0)
+    conv block   Conv2d(5x5, stride 1, no padding; models/conv.py's sparse-gradient backward;
+                 DropConnect when dropconnect > 0)
                  -> [BatchNorm2d(affine=False)] -> MaxPool2x2 -> KWinners2d (k of C*H*W),
                  or ReLU when k is None
     hidden block Flatten -> Linear (SparseWeights when density < 1, DropConnect when
@@ -18,6 +19,7 @@ from typing import Optional
 
 from torch import nn
 
+from models.conv import Conv2d
 from models.dropconnect import DropConnect
 from models.kwinners import KWinners, KWinners2d
 from models.pooling import MaxPool2x2
@@ -127,7 +129,7 @@ def build_network(cfg):
     check_network_config(cfg)
     layers, in_channels = [], cfg.input_shape[0]
     for i, (layer, (c, h, w)) in enumerate(zip(cfg.conv, conv_output_sizes(cfg)), start=1):
-        conv = nn.Conv2d(in_channels, c, cfg.kernel_size)
+        conv = Conv2d(in_channels, c, cfg.kernel_size)
         layers.append((f"conv{i}", _weights(conv, dropconnect=layer.dropconnect)))
         if cfg.batch_norm:
             layers.append((f"bn{i}", nn.BatchNorm2d(c, affine=False)))
