@@ -13,13 +13,33 @@ import numpy as np
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
-def _window(r0, r1, j):
+def _maximum(r0, r1, j):
+    """The maximum of one window, scanned in row-major order; a NaN wins."""
     best = np.float32(-np.inf)
-    where = 0
-    for k, v in enumerate((r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1])):
+    for v in (r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]):
         if v > best or v != v:
-            best, where = v, k
-    return best, where
+            best = v
+    return best
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _window(r0, r1, j):
+    """(maximum, its position 0..3) of one window. The position comes from comparisons with
+    the maximum written as selects, not from a branch per value: random data made those
+    branches mispredict, and saving the positions cost 10x the pooling itself."""
+    a, b, c, d = r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]
+    best = _maximum(r0, r1, j)
+    # The first value equal to the maximum (ties: the first wins) ...
+    where = np.uint8(3)
+    where = np.uint8(2) if c == best else where
+    where = np.uint8(1) if b == best else where
+    where = np.uint8(0) if a == best else where
+    # ... unless the maximum is NaN: each NaN replaces the previous one, so the last NaN.
+    nan_at = np.uint8(0)
+    nan_at = np.uint8(1) if b != b else nan_at
+    nan_at = np.uint8(2) if c != c else nan_at
+    nan_at = np.uint8(3) if d != d else nan_at
+    return best, (nan_at if best != best else where)
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
@@ -27,11 +47,12 @@ def _forward_planes(x, out, arg, save, first, last):
     for p in range(first, last):
         for i in range(out.shape[1]):
             r0, r1 = x[p, 2 * i], x[p, 2 * i + 1]
-            for j in range(out.shape[2]):
-                best, where = _window(r0, r1, j)
-                out[p, i, j] = best
-                if save:
-                    arg[p, i, j] = where
+            if save:
+                for j in range(out.shape[2]):
+                    out[p, i, j], arg[p, i, j] = _window(r0, r1, j)
+            else:  # the maxima alone: LLVM vectorises this loop
+                for j in range(out.shape[2]):
+                    out[p, i, j] = _maximum(r0, r1, j)
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
