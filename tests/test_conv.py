@@ -9,10 +9,8 @@ from torch import nn
 
 import models.backend as backend_module
 import models.conv as conv_module
-from models import build_network
-from models.conv import Conv2d
-from models.network import ConvLayerConfig, HiddenLayerConfig, NetworkConfig
-from models.pooling import MaxPool2x2
+from models import (Conv2d, ConvLayerConfig, HiddenLayerConfig, MaxPool2x2, NetworkConfig,
+                    build_network)
 
 
 def _pair(in_c, out_c, seed=0):
