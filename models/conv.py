@@ -18,6 +18,7 @@ another rounding path than training on ``nn.Conv2d``'s. Elsewhere (GPU, other dt
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from models.backend import parallel_chunks, uses_cpu_kernel
 
@@ -43,6 +44,7 @@ class _Conv2dCPU(torch.autograd.Function):
         return F.conv2d(x, weight, bias)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         grad = grad.contiguous()
