@@ -13,7 +13,7 @@ from experiments.analysis.measures import (UnitStats, chance_match_probability, 
                                            degrees, relative_change, unit_norms,
                                            winner_overlap)
 from experiments.analysis.probe import layers_of, run_layers
-from experiments.analysis.report import entropy_ratio
+from experiments.core.measures import entropy_ratio
 from models import ConvLayerConfig, HiddenLayerConfig, NetworkConfig, build_network
 from run import cli
 

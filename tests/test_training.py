@@ -1,17 +1,20 @@
 """The training job on tiny real MNIST: schedules, determinism, resumption, suites, --smoke."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from experiments.train import job as job_module
 from experiments.core.config import ConfigError
 from experiments.train.suite import load as load_experiment
 from experiments.train.job import run_job
 from experiments.core.records import read_jsonl
+from models import build_network
 from experiments.train.suite import run as run_experiment
 from run import cli
 
@@ -42,6 +45,26 @@ def test_learning_rate_boost_and_batch_size_schedules(mnist_root, tmp_path):
     assert (tmp_path / "done").is_file() and (tmp_path / "checkpoint.pt").is_file()
     provenance = json.loads((tmp_path / "provenance.json").read_text())["sessions"]
     assert provenance[0]["epochs"] == [0, 3] and provenance[0]["wall_seconds"] > 0
+
+
+def test_each_epoch_records_duty_cycle_entropy_and_weight_norms(mnist_root, tmp_path):
+    """The per-epoch layer fields equal what the trained model says, computed by hand."""
+    job = tiny_job(mnist_root, epochs=2)
+    records = run_job(job, "sparse_cnn2", 42, tmp_path, progress=False)
+    for r in records:
+        assert set(r["duty_cycle_entropy"]) == {"kwinners1", "kwinners2", "kwinners"}
+        assert set(r["weight_norm"]) == {"conv1", "conv2", "linear", "output"}
+        assert all(0.0 < h <= 1.0 for h in r["duty_cycle_entropy"].values())
+    model = build_network(job.model)
+    model.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"])
+    duty = model.kwinners.duty_cycle.double()
+    p = duty[duty > 0] / duty.sum()
+    assert records[-1]["duty_cycle_entropy"]["kwinners"] == pytest.approx(
+        float(-(p * p.log()).sum()) / math.log(700))
+    w = model.linear.module.weight.detach().double()  # fixed 30% weights: the zeros count as zeros
+    assert records[-1]["weight_norm"]["linear"] == pytest.approx(
+        float(((w ** 2).sum(dim=1) ** 0.5).mean()), rel=1e-6)
+    assert records[0]["weight_norm"] != records[1]["weight_norm"]  # they move with training
 
 
 def test_dense_network_records_no_boost(mnist_root, tmp_path):

@@ -13,13 +13,13 @@
 Means over seeds where several were analysed. Imports no model and no dataset.
 """
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from experiments.core.figures import new_figure, save_figure, series_colors
+from experiments.core.measures import entropy_ratio
 from experiments.core.runs import load_runs
 from experiments.core.tables import write_table
 
@@ -40,17 +40,6 @@ def load_frames(exp_dir):
     if not units:
         return None, None
     return pd.concat(units, ignore_index=True), pd.concat(overlap, ignore_index=True)
-
-
-def entropy_ratio(values):
-    """Duty-cycle entropy: H(p) / log(n) for p = values / sum(values), H = -sum p log p; 1.0
-    when all n units are equally active (work evenly spread), 0 when one unit does it all
-    (nan when undefined)."""
-    v = np.asarray(values, dtype=float)
-    if v.size < 2 or not np.isfinite(v).all() or v.sum() <= 0:
-        return math.nan
-    p = v[v > 0] / v.sum()
-    return float(-(p * np.log(p)).sum() / math.log(v.size))
 
 
 def layer_table(units, overlap):

@@ -15,13 +15,14 @@ from pathlib import Path
 import torch
 
 from data import dataset_info, load_dataset
+from experiments.core.measures import entropy_ratio
 from experiments.core.records import read_jsonl, save_torch, write_jsonl
 from experiments.core.runs import begin_run, close_session, mark_done, open_session
 from experiments.core.selection import best_epoch
 from experiments.train.loop import (make_optimizer, num_batches, resolve_device, set_lr,
                                     train_epoch)
 from experiments.train.sweep import NoiseSweep
-from models import boost_strength, build_network, update_boost_strength
+from models import KWinners, KWinners2d, boost_strength, build_network, update_boost_strength
 
 
 def epoch_generator(seed, epoch):
@@ -93,8 +94,25 @@ def run_epoch(model, optimizer, dataset, sweep, job, *, epoch, seed, device, pro
     correct = sweep.run(model, cfg.test_batch_size, device)
     t2 = time.perf_counter()
     return {"epoch": epoch, "lr": lr, "boost_strength": beta, "batch_size": batch_size,
-            "train_loss": loss, **sweep.record(correct), "train_seconds": t1 - t0,
-            "eval_seconds": t2 - t1, "seconds": t2 - t0}
+            "train_loss": loss, **sweep.record(correct), **layer_summaries(model),
+            "train_seconds": t1 - t0, "eval_seconds": t2 - t1, "seconds": t2 - t0}
+
+
+def layer_summaries(model):
+    """After an epoch, per layer of ``model`` (by its name in the network):
+    ``duty_cycle_entropy``: each k-winners layer's duty-cycle entropy, H(p) / log(n) over its
+    n duty-cycle groups (units; channels in a conv layer), 1.0 when all win equally often
+    (None before any unit has won); ``weight_norm``: each conv and linear layer's mean L2 norm
+    of a unit's weight vector (its incoming weights; masked weights count as zeros)."""
+    entropy, norms = {}, {}
+    for name, layer in model.named_children():
+        if isinstance(layer, (KWinners, KWinners2d)):
+            value = entropy_ratio(layer.duty_cycle.detach().flatten().cpu().numpy())
+            entropy[name] = None if value != value else value
+        inner = getattr(layer, "module", layer)  # SparseWeights and DropConnect wrap it
+        if isinstance(inner, (torch.nn.Linear, torch.nn.Conv2d)):
+            norms[name] = float(inner.weight.detach().flatten(1).norm(dim=1).mean())
+    return {"duty_cycle_entropy": entropy, "weight_norm": norms}
 
 
 def summary(network, seed, records):
