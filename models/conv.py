@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from models.backend import parallel_chunks, uses_cpu_kernel
+from models.backend import run_kernel, uses_cpu_kernel
 
 try:
     from models import conv_cpu
@@ -61,21 +61,14 @@ class _Conv2dCPU(torch.autograd.Function):
         if need_w:
             dw = weight.new_zeros(out_c, kh, kw, in_c)
             views = (g, _rows(x), dw.view(out_c, kh, kw * in_c).numpy(), in_c)
-            chunks = min(parallel_chunks(grad), out_c)
-            if chunks == 1:
-                conv_cpu.weight_grad(*views)
-            else:
-                conv_cpu.weight_grad_parallel(*views, chunks)
+            run_kernel(conv_cpu.weight_grad, conv_cpu.weight_grad_parallel, views, grad,
+                       max_chunks=out_c)
             grad_w = dw.permute(0, 3, 1, 2).contiguous()
         if need_x:
             b, _, h, w = x.shape
             dx = x.new_zeros(b, h, w, in_c)
             views = (g, _rows(weight), dx.view(b, h, w * in_c).numpy(), in_c)
-            chunks = parallel_chunks(grad)
-            if chunks == 1:
-                conv_cpu.input_grad(*views)
-            else:
-                conv_cpu.input_grad_parallel(*views, chunks)
+            run_kernel(conv_cpu.input_grad, conv_cpu.input_grad_parallel, views, grad)
             grad_x = dx.permute(0, 3, 1, 2).contiguous()
         return grad_x, grad_w, grad_b
 

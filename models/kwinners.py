@@ -40,7 +40,7 @@ import contextlib
 import torch
 from torch import nn
 
-from models.backend import parallel_chunks, uses_cpu_kernel
+from models.backend import run_kernel, uses_cpu_kernel
 
 try:  # numba comes with librosa; without it every device uses the torch ops below
     from models import kwinners_cpu
@@ -69,15 +69,6 @@ def _k_winners(x, k, scores):
     return x.new_zeros(x.shape).scatter_(1, winners, values), winners, values
 
 
-def run_kernel(args, x):
-    """One call of the numba k-winners kernel on ``x`` (B, n), parallel for large inputs."""
-    chunks = parallel_chunks(x)
-    if chunks == 1:
-        kwinners_cpu.forward(*args)
-    else:
-        kwinners_cpu.forward_parallel(*args, chunks)
-
-
 class _KWinnersCPU(torch.autograd.Function):
     """k-winners by the numba kernel: the same winners as ``_k_winners`` on the boosted scores
     (exact ties go to the lowest index), the same output, and the same gradient (1 at the
@@ -93,7 +84,7 @@ class _KWinnersCPU(torch.autograd.Function):
         args = (x.numpy(), boost.detach().contiguous().numpy(), group, k, out.numpy(),
                 losers.numpy(), layer.duty_cycle.numpy(), layer.samples_seen.view(1).numpy(),
                 layer.duty_cycle_period, layer.training)
-        run_kernel(args, x)
+        run_kernel(kwinners_cpu.forward, kwinners_cpu.forward_parallel, args, x)
         ctx.save_for_backward(losers)
         return out
 

@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backend import uses_cpu_kernel
-from models.kwinners import KWinners, KWinners2d, _KWinnersCPU, kwinners_cpu, run_kernel
+from models.backend import run_kernel, uses_cpu_kernel
+from models.kwinners import KWinners, KWinners2d, _KWinnersCPU, kwinners_cpu
 from models.network import build_network, check_network_config
 from models.pooling import MaxPool2x2
 from models.sparse_weights import SparseWeights
@@ -148,9 +148,10 @@ class _SeedKWinnersCPU(torch.autograd.Function):
         losers = torch.empty(x.shape if save else (x.shape[0], 0, 0), dtype=torch.bool)
         seen = layer.samples_seen.view(-1, 1)
         for s in range(x.shape[0]):
-            run_kernel((x[s].numpy(), boost[s].numpy(), group, k, out[s].numpy(),
-                         losers[s].numpy(), layer.duty_cycle[s].numpy(), seen[s].numpy(),
-                         layer.duty_cycle_period, layer.training), x[s])
+            args = (x[s].numpy(), boost[s].numpy(), group, k, out[s].numpy(),
+                    losers[s].numpy(), layer.duty_cycle[s].numpy(), seen[s].numpy(),
+                    layer.duty_cycle_period, layer.training)
+            run_kernel(kwinners_cpu.forward, kwinners_cpu.forward_parallel, args, x[s])
         ctx.save_for_backward(losers)
         return out
 
