@@ -25,21 +25,10 @@ def uses_cpu_kernel(*tensors):
             and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors))
 
 
-def run_kernel(serial, parallel, args, like, max_chunks=None):
-    """``serial(*args)``, or ``parallel(*args, chunks)`` when ``like`` (the tensor whose size
-    sets the work) is large enough for ``parallel_chunks`` to split, at most ``max_chunks``."""
-    chunks = parallel_chunks(like)
-    if max_chunks is not None:
-        chunks = min(chunks, max_chunks)
-    if chunks == 1:
-        serial(*args)
-    else:
-        parallel(*args, chunks)
-
-
-def parallel_chunks(x):
-    """Parallel tasks for one kernel call over ``x``'s rows: torch's thread count for large
-    inputs, else 1 (a parallel launch costs more than it saves on small ones)."""
-    if x.numel() < PARALLEL_MIN:
+def chunk_count(like, limit=None):
+    """Parallel chunks for one kernel call whose work is set by ``like``'s size: torch's thread
+    count (at most ``like``'s rows and ``limit``) for large inputs, else 1 (a parallel launch
+    costs more than it saves on small ones)."""
+    if like.numel() < PARALLEL_MIN:
         return 1
-    return max(1, min(x.shape[0], torch.get_num_threads()))
+    return max(1, min(like.shape[0], torch.get_num_threads(), limit or like.shape[0]))

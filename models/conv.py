@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from models.backend import run_kernel, uses_cpu_kernel
+from models.backend import chunk_count, uses_cpu_kernel
 
 try:
     from models import conv_cpu
@@ -61,14 +61,13 @@ class _Conv2dCPU(torch.autograd.Function):
         if need_w:
             dw = weight.new_zeros(out_c, kh, kw, in_c)
             views = (g, _rows(x), dw.view(out_c, kh, kw * in_c).numpy(), in_c)
-            run_kernel(conv_cpu.weight_grad, conv_cpu.weight_grad_parallel, views, grad,
-                       max_chunks=out_c)
+            conv_cpu.weight_grad(*views, chunk_count(grad, out_c))
             grad_w = dw.permute(0, 3, 1, 2).contiguous()
         if need_x:
             b, _, h, w = x.shape
             dx = x.new_zeros(b, h, w, in_c)
             views = (g, _rows(weight), dx.view(b, h, w * in_c).numpy(), in_c)
-            run_kernel(conv_cpu.input_grad, conv_cpu.input_grad_parallel, views, grad)
+            conv_cpu.input_grad(*views, chunk_count(grad))
             grad_x = dx.permute(0, 3, 1, 2).contiguous()
         return grad_x, grad_w, grad_b
 

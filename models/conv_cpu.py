@@ -59,28 +59,34 @@ def _input_grad_samples(grad, w_rows, dx_rows, channels, first, last):
                                 row[t] += g * w[t]
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
-def weight_grad(grad, x_rows, dw, channels):
-    """Add the weight gradient into ``dw`` (O, KH, KW*C), zeroed by the caller."""
-    _weight_grad_units(grad, x_rows, dw, channels, 0, dw.shape[0])
+def weight_grad(grad, x_rows, dw, channels, chunks=1):
+    """Add the weight gradient into ``dw`` (O, KH, KW*C), zeroed by the caller; the output
+    channels split into ``chunks`` parallel tasks."""
+    if chunks == 1:  # called from Python, so the kernel is compiled once for both paths
+        _weight_grad_units(grad, x_rows, dw, channels, 0, dw.shape[0])
+    else:
+        _weight_grad_chunks(grad, x_rows, dw, channels, chunks)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)
-def weight_grad_parallel(grad, x_rows, dw, channels, chunks):
+def _weight_grad_chunks(grad, x_rows, dw, channels, chunks):
     units = dw.shape[0]
     for c in numba.prange(chunks):
         _weight_grad_units(grad, x_rows, dw, channels, c * units // chunks,
                            (c + 1) * units // chunks)
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
-def input_grad(grad, w_rows, dx_rows, channels):
-    """Add the input gradient into ``dx_rows`` (B, H, W*C), zeroed by the caller."""
-    _input_grad_samples(grad, w_rows, dx_rows, channels, 0, dx_rows.shape[0])
+def input_grad(grad, w_rows, dx_rows, channels, chunks=1):
+    """Add the input gradient into ``dx_rows`` (B, H, W*C), zeroed by the caller; the samples
+    split into ``chunks`` parallel tasks."""
+    if chunks == 1:
+        _input_grad_samples(grad, w_rows, dx_rows, channels, 0, dx_rows.shape[0])
+    else:
+        _input_grad_chunks(grad, w_rows, dx_rows, channels, chunks)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)
-def input_grad_parallel(grad, w_rows, dx_rows, channels, chunks):
+def _input_grad_chunks(grad, w_rows, dx_rows, channels, chunks):
     samples = dx_rows.shape[0]
     for c in numba.prange(chunks):
         _input_grad_samples(grad, w_rows, dx_rows, channels, c * samples // chunks,

@@ -40,7 +40,7 @@ import contextlib
 import torch
 from torch import nn
 
-from models.backend import run_kernel, uses_cpu_kernel
+from models.backend import chunk_count, uses_cpu_kernel
 
 try:  # numba comes with librosa; without it every device uses the torch ops below
     from models import kwinners_cpu
@@ -84,7 +84,7 @@ class _KWinnersCPU(torch.autograd.Function):
         args = (x.numpy(), boost.detach().contiguous().numpy(), group, k, out.numpy(),
                 losers.numpy(), layer.duty_cycle.numpy(), layer.samples_seen.view(1).numpy(),
                 layer.duty_cycle_period, layer.training)
-        run_kernel(kwinners_cpu.forward, kwinners_cpu.forward_parallel, args, x)
+        kwinners_cpu.forward(*args, chunk_count(x))
         ctx.save_for_backward(losers)
         return out
 

@@ -156,28 +156,33 @@ def _update_duty_cycle(duty, seen, active, batch, group, period_max):
             duty[g] = end - (end - d) * (np.float32(1.0) - weight)
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
-def forward(x, boost, group, k, out, losers, duty, seen, period_max, train):
+def forward(x, boost, group, k, out, losers, duty, seen, period_max, train, chunks=1):
     """k-winners of ``x`` (B, n) float32, scores ``x * boost`` (one factor per ``group`` entries).
 
     Writes ``out`` (B, n): the raw ``x`` at each row's k winners, 0 elsewhere, and, unless it
     is empty (0 rows), ``losers`` (B, n, bool): True everywhere but at the winners (what the
     backward pass needs). With ``train``, also updates the duty cycles ``duty`` (n // group,)
     and the sample count ``seen`` (1,) in place, as ``_KWinnersBase._update_duty_cycle`` does.
+    With ``chunks`` > 1 the rows are split into that many parallel tasks, each counting into
+    its own row of ``active`` (whole numbers: their sum does not depend on the split).
     """
-    active = np.zeros(duty.shape[0], np.float64)
-    _forward_rows(x, boost, group, k, 0, x.shape[0], out, losers, active, train)
+    rows = x.shape[0]
+    active = np.zeros((chunks, duty.shape[0]), np.float64)
+    if chunks == 1:  # called from Python, so the row kernel is compiled once for both paths
+        _forward_rows(x, boost, group, k, 0, rows, out, losers, active[0], train)
+    else:
+        _forward_chunks(x, boost, group, k, out, losers, active, train)
     if train:
-        _update_duty_cycle(duty, seen, active, x.shape[0], group, period_max)
+        total = active[0] if chunks == 1 else active.sum(axis=0)
+        _update_duty_cycle(duty, seen, total, rows, group, period_max)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)
-def forward_parallel(x, boost, group, k, out, losers, duty, seen, period_max, train, chunks):
-    """``forward`` with the rows split into ``chunks`` parallel tasks."""
-    rows = x.shape[0]
-    active = np.zeros((chunks, duty.shape[0]), np.float64)
+def _forward_chunks(x, boost, group, k, out, losers, active, train):
+    """``_forward_rows`` over ``len(active)`` slices of the rows in parallel, slice c counting
+    into ``active[c]``. Only the loop is parallel (numba's OpenMP threads, which torch's work
+    shares): allocations and sums stay outside, where they cost nothing to compile."""
+    rows, chunks = x.shape[0], active.shape[0]
     for c in numba.prange(chunks):
         _forward_rows(x, boost, group, k, c * rows // chunks, (c + 1) * rows // chunks,
                       out, losers, active[c], train)
-    if train:
-        _update_duty_cycle(duty, seen, active.sum(axis=0), rows, group, period_max)

@@ -66,28 +66,32 @@ def _backward_planes(grad, arg, grad_in, first, last):
                 grad_in[p, 2 * i + k // 2, 2 * j + k % 2] = g
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
-def forward(x, out, arg, save):
+def forward(x, out, arg, save, chunks=1):
     """out (P, H//2, W//2) <- the maxima of ``x`` (P, H, W); ``arg`` (uint8) <- their window
-    positions 0..3 when ``save``."""
-    _forward_planes(x, out, arg, save, 0, x.shape[0])
+    positions 0..3 when ``save``; the planes split into ``chunks`` parallel tasks."""
+    if chunks == 1:  # called from Python, so the plane kernel is compiled once for both paths
+        _forward_planes(x, out, arg, save, 0, x.shape[0])
+    else:
+        _forward_chunks(x, out, arg, save, chunks)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)
-def forward_parallel(x, out, arg, save, chunks):
+def _forward_chunks(x, out, arg, save, chunks):
     planes = x.shape[0]
     for c in numba.prange(chunks):
         _forward_planes(x, out, arg, save, c * planes // chunks, (c + 1) * planes // chunks)
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
-def backward(grad, arg, grad_in):
+def backward(grad, arg, grad_in, chunks=1):
     """grad_in (P, H, W) <- ``grad`` (P, H//2, W//2) at each window's maximum, zeros elsewhere."""
-    _backward_planes(grad, arg, grad_in, 0, grad.shape[0])
+    if chunks == 1:
+        _backward_planes(grad, arg, grad_in, 0, grad.shape[0])
+    else:
+        _backward_chunks(grad, arg, grad_in, chunks)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)
-def backward_parallel(grad, arg, grad_in, chunks):
+def _backward_chunks(grad, arg, grad_in, chunks):
     planes = grad.shape[0]
     for c in numba.prange(chunks):
         _backward_planes(grad, arg, grad_in, c * planes // chunks, (c + 1) * planes // chunks)

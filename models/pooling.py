@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backend import run_kernel, uses_cpu_kernel
+from models.backend import chunk_count, uses_cpu_kernel
 
 try:
     from models import pool_cpu
@@ -33,7 +33,7 @@ class _MaxPool2x2CPU(torch.autograd.Function):
         save = ctx.needs_input_grad[0]
         arg = torch.empty((b * c, h // 2, w // 2) if save else (0, 0, 0), dtype=torch.uint8)
         views = (_planes(x), out.view(b * c, h // 2, w // 2).numpy(), arg.numpy(), save)
-        run_kernel(pool_cpu.forward, pool_cpu.forward_parallel, views, x)
+        pool_cpu.forward(*views, chunk_count(x))
         ctx.save_for_backward(arg)
         ctx.input_shape = x.shape
         return out
@@ -44,7 +44,7 @@ class _MaxPool2x2CPU(torch.autograd.Function):
         b, c, h, w = ctx.input_shape
         grad_in = grad.new_empty(ctx.input_shape)
         views = (_planes(grad), arg.numpy(), grad_in.view(b * c, h, w).numpy())
-        run_kernel(pool_cpu.backward, pool_cpu.backward_parallel, views, grad_in)
+        pool_cpu.backward(*views, chunk_count(grad_in))
         return grad_in
 
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backend import run_kernel, uses_cpu_kernel
+from models.backend import chunk_count, uses_cpu_kernel
 from models.kwinners import KWinners, KWinners2d, _KWinnersCPU, kwinners_cpu
 from models.network import build_network, check_network_config
 from models.pooling import MaxPool2x2
@@ -151,7 +151,7 @@ class _SeedKWinnersCPU(torch.autograd.Function):
             args = (x[s].numpy(), boost[s].numpy(), group, k, out[s].numpy(),
                     losers[s].numpy(), layer.duty_cycle[s].numpy(), seen[s].numpy(),
                     layer.duty_cycle_period, layer.training)
-            run_kernel(kwinners_cpu.forward, kwinners_cpu.forward_parallel, args, x[s])
+            kwinners_cpu.forward(*args, chunk_count(x[s]))
         ctx.save_for_backward(losers)
         return out
 

@@ -91,7 +91,7 @@ def test_parallel_kernel_matches_the_serial_one(monkeypatch):
     try:
         torch.set_num_threads(2)
         monkeypatch.setattr(backend_module, "PARALLEL_MIN", 0)
-        assert backend_module.parallel_chunks(torch.empty(64, 4608)) == 2
+        assert backend_module.chunk_count(torch.empty(64, 4608)) == 2
         out_p, grad_p, layer_p = run_layer(make, shape, "auto", 3, monkeypatch)
         monkeypatch.setattr(backend_module, "PARALLEL_MIN", 10**12)
         out_s, grad_s, layer_s = run_layer(make, shape, "auto", 3, monkeypatch)
