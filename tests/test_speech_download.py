@@ -69,7 +69,8 @@ class Server:
         request.wfile.write(body)
 
     def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, args=(0.02,),  # quick shutdown
+                         daemon=True).start()
         return self
 
     def __exit__(self, *exc):

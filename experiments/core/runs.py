@@ -163,7 +163,7 @@ def close_session(folder, wall_seconds):
 LOCK = "lock"
 HEARTBEAT_SECONDS = 10  # a holder touches its lock this often
 STALE_SECONDS = 120  # untouched this long: its holder is gone (well beyond NFS's attribute cache)
-POLL_SECONDS = 1
+POLL_SECONDS = 0.25
 
 
 class RunLocked(Exception):

@@ -82,6 +82,7 @@ class ScalarSumTails:
         self.cells, self.h = cells_per_unit, 1.0 / cells_per_unit
         masses = np.diff(product_cdf(np.arange(-self.cells, self.cells + 1) * self.h))
         dist, self.cdfs = np.ones(1), [np.ones(1)]
+        self._edges = {}
         for _ in range(b_max):
             dist = np.clip(fftconvolve(dist, masses), 0.0, None)
             self.cdfs.append(np.cumsum(dist))
@@ -89,8 +90,9 @@ class ScalarSumTails:
     def tail(self, b, t):
         """P(sum of b products >= t)."""
         cdf = self.cdfs[b]
-        upper_edges = (np.arange(len(cdf)) - b * self.cells + (b + 1) / 2) * self.h
-        return 1.0 - float(np.interp(t, upper_edges, cdf, left=0.0, right=1.0))
+        if b not in self._edges:  # the cells' upper edges, made once per b (21k calls a run)
+            self._edges[b] = (np.arange(len(cdf)) - b * self.cells + (b + 1) / 2) * self.h
+        return 1.0 - float(np.interp(t, self._edges[b], cdf, left=0.0, right=1.0))
 
 
 def scalar_threshold(k_w, scale):
