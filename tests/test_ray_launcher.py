@@ -35,6 +35,10 @@ from experiments.train.suite import run as run_experiment  # noqa: E402
 from run import cli  # noqa: E402
 from tests.test_training import TINY, strip_timing  # noqa: E402
 
+# One pytest-xdist worker runs this file's tests, one after another: Ray clusters and locks
+# of two workers never meet.
+pytestmark = pytest.mark.xdist_group("ray")
+
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "configs" / "mnist_table1.yaml"
 OBJECT_STORE = 75 * 2**20
