@@ -32,3 +32,13 @@ def chunk_count(like, limit=None):
     if like.numel() < PARALLEL_MIN:
         return 1
     return max(1, min(like.shape[0], torch.get_num_threads(), limit or like.shape[0]))
+
+
+def run_rows(kernel, chunked, args, rows, chunks):
+    """``kernel(*args, 0, rows)`` over all rows, or with ``chunks`` > 1 ``chunked(*args,
+    chunks)``, the numba parallel loop that runs ``kernel`` on that many slices of the rows.
+    The serial call comes from Python, so one compiled ``kernel`` serves both paths."""
+    if chunks == 1:
+        kernel(*args, 0, rows)
+    else:
+        chunked(*args, chunks)

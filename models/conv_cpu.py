@@ -18,6 +18,8 @@ parallel chunks never write to the same place.
 import numba
 import numpy as np
 
+from models.backend import run_rows
+
 # Let LLVM fuse multiply-adds and vectorise the row loops; no NaN/inf assumptions, so a NaN
 # gradient still counts as non-zero and propagates.
 _FAST = {"contract", "arcp", "reassoc"}
@@ -62,10 +64,8 @@ def _input_grad_samples(grad, w_rows, dx_rows, channels, first, last):
 def weight_grad(grad, x_rows, dw, channels, chunks=1):
     """Add the weight gradient into ``dw`` (O, KH, KW*C), zeroed by the caller; the output
     channels split into ``chunks`` parallel tasks."""
-    if chunks == 1:  # called from Python, so the kernel is compiled once for both paths
-        _weight_grad_units(grad, x_rows, dw, channels, 0, dw.shape[0])
-    else:
-        _weight_grad_chunks(grad, x_rows, dw, channels, chunks)
+    run_rows(_weight_grad_units, _weight_grad_chunks, (grad, x_rows, dw, channels),
+             dw.shape[0], chunks)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)
@@ -79,10 +79,8 @@ def _weight_grad_chunks(grad, x_rows, dw, channels, chunks):
 def input_grad(grad, w_rows, dx_rows, channels, chunks=1):
     """Add the input gradient into ``dx_rows`` (B, H, W*C), zeroed by the caller; the samples
     split into ``chunks`` parallel tasks."""
-    if chunks == 1:
-        _input_grad_samples(grad, w_rows, dx_rows, channels, 0, dx_rows.shape[0])
-    else:
-        _input_grad_chunks(grad, w_rows, dx_rows, channels, chunks)
+    run_rows(_input_grad_samples, _input_grad_chunks, (grad, w_rows, dx_rows, channels),
+             dx_rows.shape[0], chunks)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)

@@ -168,7 +168,7 @@ def forward(x, boost, group, k, out, losers, duty, seen, period_max, train, chun
     """
     rows = x.shape[0]
     active = np.zeros((chunks, duty.shape[0]), np.float64)
-    if chunks == 1:  # called from Python, so the row kernel is compiled once for both paths
+    if chunks == 1:  # as models.backend.run_rows: from Python, one compiled kernel for both
         _forward_rows(x, boost, group, k, 0, rows, out, losers, active[0], train)
     else:
         _forward_chunks(x, boost, group, k, out, losers, active, train)

@@ -11,6 +11,8 @@ one position, zeros elsewhere.
 import numba
 import numpy as np
 
+from models.backend import run_rows
+
 
 @numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
 def _maximum(r0, r1, j):
@@ -69,10 +71,7 @@ def _backward_planes(grad, arg, grad_in, first, last):
 def forward(x, out, arg, save, chunks=1):
     """out (P, H//2, W//2) <- the maxima of ``x`` (P, H, W); ``arg`` (uint8) <- their window
     positions 0..3 when ``save``; the planes split into ``chunks`` parallel tasks."""
-    if chunks == 1:  # called from Python, so the plane kernel is compiled once for both paths
-        _forward_planes(x, out, arg, save, 0, x.shape[0])
-    else:
-        _forward_chunks(x, out, arg, save, chunks)
+    run_rows(_forward_planes, _forward_chunks, (x, out, arg, save), x.shape[0], chunks)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)
@@ -84,10 +83,7 @@ def _forward_chunks(x, out, arg, save, chunks):
 
 def backward(grad, arg, grad_in, chunks=1):
     """grad_in (P, H, W) <- ``grad`` (P, H//2, W//2) at each window's maximum, zeros elsewhere."""
-    if chunks == 1:
-        _backward_planes(grad, arg, grad_in, 0, grad.shape[0])
-    else:
-        _backward_chunks(grad, arg, grad_in, chunks)
+    run_rows(_backward_planes, _backward_chunks, (grad, arg, grad_in), grad.shape[0], chunks)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)
