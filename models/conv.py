@@ -1,18 +1,27 @@
-"""``Conv2d``: ``nn.Conv2d`` whose CPU backward skips the zero output gradients.
+"""``Conv2d``: ``nn.Conv2d`` whose CPU passes skip zeros: mostly-zero inputs in the forward
+pass, zero output gradients in the backward pass.
 
-Forward is ``F.conv2d`` itself, so outputs (and every evaluation) are the same bit for bit as
-``nn.Conv2d``'s, and the parameters and state_dict keys are the same. Only the backward pass
-differs, on float32 CPU tensors of a stride-1, unpadded, ungrouped convolution (the networks'
-5x5 convolutions): when at most ``SPARSE_MAX`` of the output gradient is non-zero, the weight
-and input gradients come from the loops of models/conv_cpu.py, which visit the non-zero
-gradients only. Every convolution here feeds 2x2 max pooling and then ReLU or k-winners, so at
-most a quarter of its outputs get a gradient, and after k-winners a few percent (Sparse CNN-2:
-400 of 18,432 first-layer outputs per sample).
+The parameters and state_dict keys are ``nn.Conv2d``'s. On float32 CPU tensors of a stride-1,
+unpadded, ungrouped convolution (the networks' 5x5 convolutions) two things differ:
 
-The gradients are the same sums as oneDNN's, added in another order: they agree to float32
-rounding (about 1e-6 relative, tested), not bit for bit, so training on this path follows
-another rounding path than training on ``nn.Conv2d``'s. Elsewhere (GPU, other dtypes,
-``MODELS_BACKEND=torch``, denser gradients) the backward is torch's.
+- Forward, when the input has several channels and at most ``SPARSE_INPUT_MAX`` of its values
+  are non-zero: the output comes from a loop over the non-zero inputs (models/conv_cpu.py).
+  The second convolution of every k-winners network sees such inputs (Sparse CNN-2: 400
+  winners of 4,608 pooled values, about 9% non-zero in training and 13% in evaluation), and
+  the loop is 2-3x faster there than oneDNN's dense convolution (benchmarks/bench_layers.py).
+  Inputs behind ReLU (about half non-zero), one-channel images, other devices and dtypes go to
+  ``F.conv2d``.
+- Backward, when at most ``SPARSE_MAX`` of the output gradient is non-zero: the weight and
+  input gradients come from loops that visit the non-zero gradients only. Every convolution
+  here feeds 2x2 max pooling and then ReLU or k-winners, so at most a quarter of its outputs
+  get a gradient, and after k-winners a few percent (Sparse CNN-2: 400 of 18,432 first-layer
+  outputs per sample).
+
+Both are the same sums as oneDNN's, added in another order: they agree with ``nn.Conv2d`` to
+float32 rounding (about 1e-6 relative, tested), not bit for bit, so training and evaluation on
+this path follow another rounding path than on ``nn.Conv2d``'s (a k-winners tie or an argmax
+this close is rare: see tests/test_pretrained.py). ``MODELS_BACKEND=torch`` gives
+``nn.Conv2d`` exactly.
 """
 
 import torch
@@ -28,6 +37,7 @@ except ImportError:  # pragma: no cover - numba is in requirements.txt
     conv_cpu = None
 
 SPARSE_MAX = 0.5  # above this fraction of non-zero output gradients, torch's dense backward
+SPARSE_INPUT_MAX = 0.25  # above this fraction of non-zero inputs, F.conv2d (break-even ~0.35)
 
 
 def _rows(t):
@@ -36,12 +46,29 @@ def _rows(t):
     return t.detach().permute(0, 2, 3, 1).contiguous().view(b, h, w * c).numpy()
 
 
+def _forward(x, weight, bias):
+    """F.conv2d(x, weight, bias), from x's non-zeros alone when they are few enough."""
+    out_c, in_c, kh, kw = weight.shape
+    x = x.detach().contiguous()
+    if in_c == 1 or conv_cpu.nonzero_fraction(x.numpy()) > SPARSE_INPUT_MAX:
+        return F.conv2d(x, weight.detach(), None if bias is None else bias.detach())
+    b, _, h, w = x.shape
+    ho, wo = h - kh + 1, w - kw + 1
+    # W[o, c, di, dj] at [c, di, (kw - 1 - dj) * out_c + o]: see conv_cpu._sparse_input_samples
+    w_flip = weight.detach().flip(3).permute(1, 2, 3, 0).contiguous().view(in_c, kh, kw * out_c)
+    bias_row = (x.new_zeros(out_c) if bias is None else bias.detach()).repeat(wo)
+    out = x.new_empty(b, out_c, ho, wo)
+    conv_cpu.sparse_input_forward(x.numpy(), w_flip.numpy(), bias_row.numpy(), out.numpy(),
+                                  chunk_count(out))
+    return out
+
+
 class _Conv2dCPU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return F.conv2d(x, weight, bias)
+        return _forward(x, weight, bias)
 
     @staticmethod
     @once_differentiable
@@ -73,14 +100,15 @@ class _Conv2dCPU(torch.autograd.Function):
 
 
 class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` with the sparse-gradient CPU backward described above."""
+    """``nn.Conv2d`` with the sparse-input CPU forward and sparse-gradient CPU backward
+    described above."""
 
     def _conv_forward(self, input, weight, bias):
-        if (conv_cpu is not None and torch.is_grad_enabled()
-                and (weight.requires_grad or input.requires_grad)
-                and self.stride == (1, 1) and self.padding == (0, 0)
-                and self.dilation == (1, 1) and self.groups == 1
-                and self.padding_mode == "zeros" and input.dim() == 4
-                and uses_cpu_kernel(input, weight)):
+        if (conv_cpu is None or self.stride != (1, 1) or self.padding != (0, 0)
+                or self.dilation != (1, 1) or self.groups != 1
+                or self.padding_mode != "zeros" or input.dim() != 4
+                or not uses_cpu_kernel(input, weight)):
+            return super()._conv_forward(input, weight, bias)
+        if torch.is_grad_enabled() and (weight.requires_grad or input.requires_grad):
             return _Conv2dCPU.apply(input, weight, bias)
-        return super()._conv_forward(input, weight, bias)
+        return _forward(input, weight, bias)

@@ -1,4 +1,5 @@
-"""CPU kernels for a convolution's backward pass that visit only the non-zero output gradients.
+"""CPU kernels for a convolution that visit only the non-zero values: output gradients in the
+backward pass, inputs in the forward pass (the end of this file).
 
 In these networks every convolution is followed by 2x2 max pooling and then ReLU or k-winners,
 so at most a quarter of a convolution's output positions receive a gradient (the window
@@ -12,7 +13,12 @@ each non-zero gradient g at output (o, i, j) of a stride-1, unpadded convolution
 for every kernel offset (di, dj). Inputs, weights and gradients are laid out channels-last
 (rows of W * C values) so that each kernel row is one contiguous run of KW * C products.
 The weight gradient is split over output channels and the input gradient over samples, so
-parallel chunks never write to the same place.
+parallel chunks never write to the same place. Each gradient plane's non-zero positions are
+first listed without branches (``_nonzeros``), so the loops never guess which values are zero.
+
+The forward kernel turns the sum around: each non-zero input v at (c, r, s) adds v * W[:, c,
+r - i, s - j] to the outputs (i, j) whose windows hold it. After k-winners about a tenth of the
+second convolution's inputs are non-zero, so this does a tenth of a dense convolution's work.
 """
 
 import numba
@@ -25,22 +31,38 @@ from models.backend import run_rows
 _FAST = {"contract", "arcp", "reassoc"}
 
 
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _nonzeros(flat, idx):
+    """Write the positions of ``flat``'s non-zero values (NaN included) into ``idx`` in order;
+    return how many. Branch-free: a data-dependent branch per value mispredicts on scattered
+    winners, which cost more than the products themselves on the one-channel first layer."""
+    count = 0
+    for t in range(flat.shape[0]):
+        idx[count] = t
+        count += flat[t] != 0
+    return count
+
+
 @numba.njit(nogil=True, cache=True, boundscheck=False, fastmath=_FAST)
 def _weight_grad_units(grad, x_rows, dw, channels, first, last):
     """dw[o] (KH, KW*C) for o in [first, last) from grad (B, O, Ho, Wo) and x_rows (B, H, W*C)."""
     kh = dw.shape[1]
     span = dw.shape[2]
+    wo = grad.shape[3]
+    plane = grad.shape[2] * wo
+    idx = np.empty(plane, np.int64)
     for o in range(first, last):
         for b in range(grad.shape[0]):
-            for i in range(grad.shape[2]):
-                for j in range(grad.shape[3]):
-                    g = grad[b, o, i, j]
-                    if g != 0:
-                        base = j * channels
-                        for di in range(kh):
-                            row, x = dw[o, di], x_rows[b, i + di, base:base + span]
-                            for t in range(span):  # slices: LLVM vectorises this loop
-                                row[t] += g * x[t]
+            g_flat = grad[b, o].reshape(plane)
+            for q in range(_nonzeros(g_flat, idx)):
+                p = idx[q]
+                g = g_flat[p]
+                i = p // wo
+                base = (p - i * wo) * channels
+                for di in range(kh):
+                    row, x = dw[o, di], x_rows[b, i + di, base:base + span]
+                    for t in range(span):  # slices: LLVM vectorises this loop
+                        row[t] += g * x[t]
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False, fastmath=_FAST)
@@ -48,17 +70,21 @@ def _input_grad_samples(grad, w_rows, dx_rows, channels, first, last):
     """dx_rows[b] (H, W*C) for b in [first, last) from grad (B, O, Ho, Wo), w_rows (O, KH, KW*C)."""
     kh = w_rows.shape[1]
     span = w_rows.shape[2]
+    wo = grad.shape[3]
+    plane = grad.shape[2] * wo
+    idx = np.empty(plane, np.int64)
     for b in range(first, last):
         for o in range(grad.shape[1]):
-            for i in range(grad.shape[2]):
-                for j in range(grad.shape[3]):
-                    g = grad[b, o, i, j]
-                    if g != 0:
-                        base = j * channels
-                        for di in range(kh):
-                            row, w = dx_rows[b, i + di, base:base + span], w_rows[o, di]
-                            for t in range(span):
-                                row[t] += g * w[t]
+            g_flat = grad[b, o].reshape(plane)
+            for q in range(_nonzeros(g_flat, idx)):
+                p = idx[q]
+                g = g_flat[p]
+                i = p // wo
+                base = (p - i * wo) * channels
+                for di in range(kh):
+                    row, w = dx_rows[b, i + di, base:base + span], w_rows[o, di]
+                    for t in range(span):
+                        row[t] += g * w[t]
 
 
 def weight_grad(grad, x_rows, dw, channels, chunks=1):
@@ -89,6 +115,58 @@ def _input_grad_chunks(grad, w_rows, dx_rows, channels, chunks):
     for c in numba.prange(chunks):
         _input_grad_samples(grad, w_rows, dx_rows, channels, c * samples // chunks,
                             (c + 1) * samples // chunks)
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False, fastmath=_FAST)
+def _sparse_input_samples(x, w_flip, bias_row, out, first, last):
+    """out[b] (O, Ho, Wo) for b in [first, last) from x (B, C, H, W), mostly zeros, and w_flip
+    (C, KH, KW*O): W[o, c, di, KW-1-m] at [c, di, m*O + o], the kernel mirrored along its
+    width so that one input's products for a kernel row land on one contiguous run of the
+    output row. Output rows are accumulated channels-last (Ho, Wo*O), starting from bias_row
+    (the bias repeated Wo times), then transposed into out[b]."""
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    out_c, ho, wo = out.shape[1], out.shape[2], out.shape[3]
+    kh = w_flip.shape[1]
+    kw = w_flip.shape[2] // out_c
+    n = channels * height * width
+    idx = np.empty(n, np.int64)
+    acc = np.empty((ho, wo * out_c), np.float32)
+    for b in range(first, last):
+        for i in range(ho):
+            acc[i, :] = bias_row
+        x_flat = x[b].reshape(n)
+        for q in range(_nonzeros(x_flat, idx)):
+            t = idx[q]
+            v = x_flat[t]
+            c = t // (height * width)
+            y = (t - c * height * width) // width
+            col = t - c * height * width - y * width
+            first_x, last_x = max(0, col - kw + 1), min(col, wo - 1)  # output columns it reaches
+            start, span = first_x * out_c, (last_x - first_x + 1) * out_c
+            w_start = (first_x - col + kw - 1) * out_c
+            for di in range(max(0, y - ho + 1), min(kh, y + 1)):
+                row, w = acc[y - di, start:start + span], w_flip[c, di, w_start:w_start + span]
+                for s in range(span):
+                    row[s] += v * w[s]
+        for o in range(out_c):
+            for i in range(ho):
+                for j in range(wo):
+                    out[b, o, i, j] = acc[i, j * out_c + o]
+
+
+def sparse_input_forward(x, w_flip, bias_row, out, chunks=1):
+    """Write the convolution of ``x`` into ``out`` (B, O, Ho, Wo) visiting only x's non-zero
+    values (see ``_sparse_input_samples`` for the layouts); samples split into ``chunks``."""
+    run_rows(_sparse_input_samples, _sparse_input_chunks, (x, w_flip, bias_row, out),
+             out.shape[0], chunks)
+
+
+@numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)
+def _sparse_input_chunks(x, w_flip, bias_row, out, chunks):
+    samples = out.shape[0]
+    for c in numba.prange(chunks):
+        _sparse_input_samples(x, w_flip, bias_row, out, c * samples // chunks,
+                              (c + 1) * samples // chunks)
 
 
 @numba.njit(nogil=True, cache=True)

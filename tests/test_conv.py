@@ -1,6 +1,6 @@
-"""models.Conv2d: nn.Conv2d's forward bit for bit; its sparse-gradient CPU backward gives
-torch's gradients to float32 rounding, serially and in parallel chunks, and falls back to
-torch's backward where it does not apply."""
+"""models.Conv2d: its sparse-input CPU forward gives F.conv2d's outputs and its sparse-gradient
+CPU backward torch's gradients, both to float32 rounding, serially and in parallel chunks; dense
+inputs and gradients, and the cases the kernels do not serve, go to torch bit for bit."""
 
 import pytest
 import torch
@@ -57,7 +57,7 @@ def test_gradients_equal_torch_to_rounding(in_c, out_c, size, density, threads):
     grad = _sparse_grad((16, out_c, size - 4, size - 4), density)
     (y, y_ref), (x_ours, x_ref) = _backward_both(ours, ref, x, grad, input_grad=in_c > 1)
     assert y.grad_fn.name().endswith("_Conv2dCPUBackward")  # the kernel path was taken
-    assert torch.equal(y, y_ref)  # forward is F.conv2d itself
+    assert torch.equal(y, y_ref)  # a dense input: the forward is F.conv2d itself
     for a, b in ((ours.weight.grad, ref.weight.grad), (ours.bias.grad, ref.bias.grad)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
     if in_c > 1:
@@ -65,6 +65,124 @@ def test_gradients_equal_torch_to_rounding(in_c, out_c, size, density, threads):
                                    atol=1e-5 * float(x_ref.grad.abs().max()))
     else:
         assert x_ours.grad is None
+
+
+def _sparse_input(shape, density, seed=2):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(shape, generator=g) * (torch.rand(shape, generator=g) < density)
+
+
+@pytest.mark.parametrize("density", [0.0, 0.02, 0.13, 0.25])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("grad", [True, False], ids=["training", "no grad"])
+def test_sparse_input_forward_equals_conv2d_to_rounding(density, bias, grad, threads,
+                                                        monkeypatch):
+    """Sparse CNN-2's second layer on inputs as sparse as k-winners leaves them: the loop over
+    the non-zero inputs is taken (counted) and gives F.conv2d's outputs to float32 rounding."""
+    calls = []
+    kernel = conv_module.conv_cpu.sparse_input_forward
+    monkeypatch.setattr(conv_module.conv_cpu, "sparse_input_forward",
+                        lambda *a: calls.append(a[-1]) or kernel(*a))
+    torch.manual_seed(0)
+    conv = Conv2d(32, 64, 5, bias=bias)
+    x = _sparse_input((16, 32, 12, 12), density)
+    with torch.set_grad_enabled(grad):
+        y = conv(x)
+    expected = F.conv2d(x, conv.weight.detach(), None if conv.bias is None else conv.bias.detach())
+    assert calls == [threads]  # one call, split over the threads when there are two
+    assert (y.grad_fn is not None) == grad
+    torch.testing.assert_close(y.detach(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_sparse_input_forward_of_single_inputs_at_the_edges():
+    """One non-zero input v at (c, r, s) adds v * W[o, c, r - i, s - j] to every output (o, i, j)
+    whose window holds it: corners, edges and the middle, checked by hand."""
+    torch.manual_seed(1)
+    conv = Conv2d(3, 4, 5)
+    w, b = conv.weight.detach(), conv.bias.detach()
+    for c, r, s in [(0, 0, 0), (2, 8, 8), (1, 0, 8), (1, 4, 3), (2, 8, 0)]:
+        x = torch.zeros(1, 3, 9, 9)
+        x[0, c, r, s] = 1.5
+        with torch.no_grad():
+            y = conv(x)
+        expected = b.view(1, 4, 1, 1).repeat(1, 1, 5, 5)
+        for i in range(max(0, r - 4), min(4, r) + 1):
+            for j in range(max(0, s - 4), min(4, s) + 1):
+                expected[0, :, i, j] += 1.5 * w[:, c, r - i, s - j]
+        torch.testing.assert_close(y, expected)
+
+
+def test_sparse_input_forward_parallel_chunks_equal_serial_bit_for_bit(monkeypatch):
+    conv = Conv2d(32, 64, 5)
+    x = _sparse_input((24, 32, 12, 12), 0.1)
+    before = torch.get_num_threads()
+    outputs = []
+    try:
+        torch.set_num_threads(2)
+        for minimum in (0, 10**12):
+            monkeypatch.setattr(backend_module, "PARALLEL_MIN", minimum)
+            with torch.no_grad():
+                outputs.append(conv(x))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize("case", ["dense input", "one channel"])
+def test_forward_falls_back_to_conv2d_bit_for_bit(case, monkeypatch):
+    """Inputs above SPARSE_INPUT_MAX non-zero (ReLU's half) and one-channel images (no sum over
+    channels to skip) go to F.conv2d: outputs equal bit for bit, the kernel never called."""
+    monkeypatch.setattr(conv_module.conv_cpu, "sparse_input_forward", None)
+    in_c = 1 if case == "one channel" else 30
+    ours, ref = _pair(in_c, 8)
+    x = torch.randn(8, in_c, 12, 12).clamp(min=0) * (1.0 if case == "dense input" else 0.0)
+    x[:, :, 0, 0] = 1.0  # not all zero
+    assert case == "one channel" or float((x != 0).float().mean()) > conv_module.SPARSE_INPUT_MAX
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            assert torch.equal(ours(x), ref(x))
+
+
+def test_nan_input_propagates_as_in_conv2d():
+    conv = Conv2d(4, 2, 3)
+    x = torch.zeros(1, 4, 6, 6)
+    x[0, 1, 2, 2] = float("nan")
+    with torch.no_grad():
+        y = conv(x)
+    assert torch.equal(torch.isnan(y), torch.isnan(F.conv2d(x, conv.weight, conv.bias)))
+    assert int(torch.isnan(y).sum()) == 2 * 9
+
+
+def test_eval_of_a_kwinners_network_matches_the_torch_backend(monkeypatch):
+    """A trained-size k-winners CNN in evaluation, kernel path against plain torch ops on the
+    same inputs: the same winners in both k-winners layers and the same predictions, log
+    probabilities to float32 rounding (the second convolution takes the sparse-input loop)."""
+    cfg = NetworkConfig(input_shape=[1, 28, 28], num_classes=10,
+                        conv=[ConvLayerConfig(channels=32, k=400),
+                              ConvLayerConfig(channels=64, k=400)],
+                        hidden=HiddenLayerConfig(units=300, k=30, density=0.3))
+    torch.manual_seed(4)
+    net = build_network(cfg).eval()
+    x = torch.rand(64, 1, 28, 28)
+    calls = []
+    kernel = conv_module.conv_cpu.sparse_input_forward
+    monkeypatch.setattr(conv_module.conv_cpu, "sparse_input_forward",
+                        lambda *a: calls.append(a[-1]) or kernel(*a))
+    results = {}
+    for backend in ("auto", "torch"):
+        monkeypatch.setattr(backend_module, "BACKEND", backend)
+        winners = []
+        hooks = [m.register_forward_hook(lambda m, i, o: winners.append(o != 0))
+                 for m in net.modules() if type(m).__name__ in ("KWinners", "KWinners2d")]
+        with torch.inference_mode():
+            results[backend] = (net(x), winners)
+        for h in hooks:
+            h.remove()
+    (out, winners), (ref_out, ref_winners) = results["auto"], results["torch"]
+    assert len(calls) == 1  # the second convolution, on the kernel path only
+    assert len(winners) == 3 and all(torch.equal(a, b) for a, b in zip(winners, ref_winners))
+    assert torch.equal(out.argmax(1), ref_out.argmax(1))
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
 
 
 def test_parallel_chunks_give_the_serial_gradients_bit_for_bit(monkeypatch):
