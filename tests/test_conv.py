@@ -204,6 +204,23 @@ def test_parallel_chunks_give_the_serial_gradients_bit_for_bit(monkeypatch):
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
 
 
+def test_one_channel_weight_gradient_is_torch_s_bit_for_bit(monkeypatch):
+    """The first layer (one input channel): its weight gradient is oneDNN's own (faster than
+    the loop on 5-value rows); an input gradient, when asked for, still comes from the loop."""
+    calls = []
+    kernel = conv_module.conv_cpu.weight_grad
+    monkeypatch.setattr(conv_module.conv_cpu, "weight_grad",
+                        lambda *a: calls.append(a) or kernel(*a))
+    ours, ref = _pair(1, 32)
+    x = torch.randn(8, 1, 28, 28)
+    grad = _sparse_grad((8, 32, 24, 24), 0.12)
+    (y, _), (x_ours, x_ref) = _backward_both(ours, ref, x, grad, input_grad=True)
+    assert y.grad_fn.name().endswith("_Conv2dCPUBackward") and calls == []
+    assert torch.equal(ours.weight.grad, ref.weight.grad)
+    torch.testing.assert_close(x_ours.grad, x_ref.grad, rtol=1e-5,
+                               atol=1e-5 * float(x_ref.grad.abs().max()))
+
+
 def test_hand_computed_gradient_of_one_output():
     """One non-zero output gradient g at (o, i, j): dW[o] = g * the input window at (i, j),
     dx = g * W[o] placed at (i, j), every other weight gradient zero."""
