@@ -5,17 +5,24 @@ round so that machine noise hits both alike, what a Table 1 job does: SGD steps 
 (for the networks whose first epoch runs at batch 4) at batch 4, and the noise sweep's
 evaluation passes at the config's test batch size. "old" is the ``models/`` package of an
 earlier commit (``--old``, default the last commit before the fast pooling), imported beside
-today's; "new" is today's. Both train on the same random data from the same initial weights.
+today's; "new" is today's. Both train from the same initial weights on the same data: by
+default real MNIST (shuffled training images, and test images at noise levels 0-0.5 for the
+evaluation passes, as the sweep sees them); ``--data random`` uses Gaussian noise images as the
+figures of 2026-12-03 in the README did. Random images and gradients flatter code whose speed
+depends on the data (a branch per value mispredicts far more on noise), so real data is what
+a Table 1 run sees.
 
 It prints per-network microseconds per sample and the ratios, then projects each network's
 run (its epochs x 60,000 training samples, 11 x 10,000 evaluations per epoch) and the wall
 time of all 80 Table 1 runs (10 seeds) as 2 jobs of 1 thread on 2 cores. The projection counts
 no data loading or noise drawing, and two jobs sharing a machine run slower than one alone.
     python benchmarks/bench_table1.py [--rounds 3] [--steps 100] [--eval-images 2000]
+                                      [--data mnist|random] [--old COMMIT]
 """
 
 import argparse
 import dataclasses
+import functools
 import importlib
 import statistics
 import subprocess
@@ -31,6 +38,8 @@ import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from data import DataConfig  # noqa: E402
+from data.mnist import MNISTDataset  # noqa: E402
 from experiments.core.speed import keep_freed_memory  # noqa: E402
 from experiments.train import suite as train_task  # noqa: E402
 from models import build_network  # noqa: E402
@@ -88,12 +97,31 @@ def eval_us(model, x, batch_size):
     return (time.perf_counter() - start) / len(x) * 1e6
 
 
+@functools.cache
+def mnist():
+    return MNISTDataset(DataConfig(root=str(REPO / "datasets")))
+
+
+def bench_data(kind, train_count, eval_count):
+    """(training images, labels, evaluation images): real MNIST or Gaussian noise."""
+    if kind == "random":
+        torch.manual_seed(0)
+        x = torch.randn(max(train_count, eval_count), 1, 28, 28)
+        return x, torch.randint(0, 10, (len(x),)), x[:eval_count]
+    dataset = mnist()
+    generator = torch.Generator().manual_seed(0)
+    order = torch.randperm(dataset.num_train, generator=generator)[:train_count]
+    levels = torch.linspace(0, 0.5, LEVELS).tolist()
+    per_level = -(-eval_count // LEVELS)
+    noisy = [dataset.noisy_test_set(level, generator)[0][:per_level] for level in levels]
+    return dataset.train_x[order], dataset.train_y[order], torch.cat(noisy)[:eval_count]
+
+
 def measure(job, old, args):
     """{path: {"b64", "b4", "eval": median us/sample}} for one network."""
     cfg, train = job.model, job.train
     first = train.batch_size_at(0)
-    x = torch.randn(max(args.steps * train.batch_size, args.eval_images), 1, 28, 28)
-    y = torch.randint(0, 10, (len(x),))
+    x, y, x_eval = bench_data(args.data, args.steps * train.batch_size, args.eval_images)
     nets = {}
     for name, build in (("old", lambda: old_network(old, cfg)), ("new", lambda: build_network(cfg))):
         torch.manual_seed(0)
@@ -108,7 +136,7 @@ def measure(job, old, args):
             if first != train.batch_size:
                 n4 = args.steps * first if round_ else 8 * first
                 sample["b4"] = train_us(model, opt, x[:n4], y[:n4], first)
-            sample["eval"] = eval_us(model, x[:args.eval_images], train.test_batch_size)
+            sample["eval"] = eval_us(model, x_eval, train.test_batch_size)
             if round_:
                 for key, value in sample.items():
                     times[name][key].append(value)
@@ -131,6 +159,8 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="torch threads (Table 1 jobs: 1)")
     parser.add_argument("--old", default=OLD, help="git commit whose models/ is the old path")
     parser.add_argument("--only", nargs="*", help="network names (default: all eight)")
+    parser.add_argument("--data", choices=["mnist", "random"], default="mnist",
+                        help="real MNIST images (default) or Gaussian noise")
     args = parser.parse_args()
     keep_freed_memory()
     torch.set_num_threads(args.threads)
@@ -138,7 +168,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         old = import_models_at(args.old, Path(tmp))
         print(f"old: models/ at {args.old}; new: the working tree; {args.threads} thread(s), "
-              f"{args.rounds} rounds, medians in us per sample")
+              f"{args.rounds} rounds, {args.data} data, medians in us per sample")
         print(f"{'network':17s} {'train b64 old/new':>19s} {'train b4 old/new':>18s} "
               f"{'eval old/new':>14s}   run old -> new")
         totals = {"old": 0.0, "new": 0.0}
