@@ -1,6 +1,6 @@
 """Which implementation serves a layer: the numba CPU kernels or plain torch ops.
 
-"auto" (the default): the numba kernels (models/kwinners_cpu.py, models/pool_cpu.py) for
+"auto" (the default): the numba kernels (models/kwinners_cpu.py, pool_cpu.py, conv_cpu.py) for
 float32 tensors on the CPU, torch ops elsewhere (GPU, other dtypes). "torch": torch ops always,
 for tracing, export or comparison. Set ``MODELS_BACKEND=torch`` in the environment, or
 ``models.backend.BACKEND = "torch"`` in code (read at every call).
@@ -34,11 +34,22 @@ def chunk_count(like, limit=None):
     return max(1, min(like.shape[0], torch.get_num_threads(), limit or like.shape[0]))
 
 
-def run_rows(kernel, chunked, args, rows, chunks):
-    """``kernel(*args, 0, rows)`` over all rows, or with ``chunks`` > 1 ``chunked(*args,
-    chunks)``, the numba parallel loop that runs ``kernel`` on that many slices of the rows.
-    The serial call comes from Python, so one compiled ``kernel`` serves both paths."""
+def run_rows(kernel, args, rows, chunks):
+    """``kernel(*args, first, last)``, a numba row kernel, over rows [0, rows): called once
+    from Python when ``chunks`` is 1 (so one compiled ``kernel`` serves both paths), else on
+    ``chunks`` slices of the rows in parallel by ``_row_chunks``. Kernels write disjoint rows."""
     if chunks == 1:
         kernel(*args, 0, rows)
     else:
-        chunked(*args, chunks)
+        _row_chunks(kernel, args, rows, chunks)
+
+
+if HAVE_NUMBA:
+    import numba
+
+    @numba.njit(parallel=True, nogil=True, cache=True)
+    def _row_chunks(kernel, args, rows, chunks):
+        """One numba thread per slice of the rows; compiled once per kernel and argument types
+        (numba passes the kernel as a first-class function)."""
+        for c in numba.prange(chunks):
+            kernel(*args, c * rows // chunks, (c + 1) * rows // chunks)

@@ -13,10 +13,10 @@ unpadded, ungrouped convolution (the networks' 5x5 convolutions) two things diff
   ``F.conv2d``.
 - Backward, when at most ``SPARSE_MAX`` of the output gradient is non-zero: the weight and
   input gradients come from loops that visit the non-zero gradients only (except the weight
-  gradient of a one-channel input, the first layer's, where torch's dense one is faster). Every convolution
-  here feeds 2x2 max pooling and then ReLU or k-winners, so at most a quarter of its outputs
-  get a gradient, and after k-winners a few percent (Sparse CNN-2: 400 of 18,432 first-layer
-  outputs per sample).
+  gradient of a one-channel input, the first layer's, where torch's dense one is faster).
+  Every convolution here feeds 2x2 max pooling and then ReLU or k-winners, so at most a
+  quarter of its outputs get a gradient, and after k-winners a few percent (Sparse CNN-2:
+  400 of 18,432 first-layer outputs per sample).
 
 Both are the same sums as oneDNN's, added in another order: they agree with ``nn.Conv2d`` to
 float32 rounding (about 1e-6 relative, tested), not bit for bit, so training and evaluation on

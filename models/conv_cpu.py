@@ -90,31 +90,13 @@ def _input_grad_samples(grad, w_rows, dx_rows, channels, first, last):
 def weight_grad(grad, x_rows, dw, channels, chunks=1):
     """Add the weight gradient into ``dw`` (O, KH, KW*C), zeroed by the caller; the output
     channels split into ``chunks`` parallel tasks."""
-    run_rows(_weight_grad_units, _weight_grad_chunks, (grad, x_rows, dw, channels),
-             dw.shape[0], chunks)
-
-
-@numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)
-def _weight_grad_chunks(grad, x_rows, dw, channels, chunks):
-    units = dw.shape[0]
-    for c in numba.prange(chunks):
-        _weight_grad_units(grad, x_rows, dw, channels, c * units // chunks,
-                           (c + 1) * units // chunks)
+    run_rows(_weight_grad_units, (grad, x_rows, dw, channels), dw.shape[0], chunks)
 
 
 def input_grad(grad, w_rows, dx_rows, channels, chunks=1):
     """Add the input gradient into ``dx_rows`` (B, H, W*C), zeroed by the caller; the samples
     split into ``chunks`` parallel tasks."""
-    run_rows(_input_grad_samples, _input_grad_chunks, (grad, w_rows, dx_rows, channels),
-             dx_rows.shape[0], chunks)
-
-
-@numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)
-def _input_grad_chunks(grad, w_rows, dx_rows, channels, chunks):
-    samples = dx_rows.shape[0]
-    for c in numba.prange(chunks):
-        _input_grad_samples(grad, w_rows, dx_rows, channels, c * samples // chunks,
-                            (c + 1) * samples // chunks)
+    run_rows(_input_grad_samples, (grad, w_rows, dx_rows, channels), dx_rows.shape[0], chunks)
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False, fastmath=_FAST)
@@ -157,16 +139,7 @@ def _sparse_input_samples(x, w_flip, bias_row, out, first, last):
 def sparse_input_forward(x, w_flip, bias_row, out, chunks=1):
     """Write the convolution of ``x`` into ``out`` (B, O, Ho, Wo) visiting only x's non-zero
     values (see ``_sparse_input_samples`` for the layouts); samples split into ``chunks``."""
-    run_rows(_sparse_input_samples, _sparse_input_chunks, (x, w_flip, bias_row, out),
-             out.shape[0], chunks)
-
-
-@numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)
-def _sparse_input_chunks(x, w_flip, bias_row, out, chunks):
-    samples = out.shape[0]
-    for c in numba.prange(chunks):
-        _sparse_input_samples(x, w_flip, bias_row, out, c * samples // chunks,
-                              (c + 1) * samples // chunks)
+    run_rows(_sparse_input_samples, (x, w_flip, bias_row, out), out.shape[0], chunks)
 
 
 @numba.njit(nogil=True, cache=True)

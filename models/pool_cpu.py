@@ -71,23 +71,9 @@ def _backward_planes(grad, arg, grad_in, first, last):
 def forward(x, out, arg, save, chunks=1):
     """out (P, H//2, W//2) <- the maxima of ``x`` (P, H, W); ``arg`` (uint8) <- their window
     positions 0..3 when ``save``; the planes split into ``chunks`` parallel tasks."""
-    run_rows(_forward_planes, _forward_chunks, (x, out, arg, save), x.shape[0], chunks)
-
-
-@numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)
-def _forward_chunks(x, out, arg, save, chunks):
-    planes = x.shape[0]
-    for c in numba.prange(chunks):
-        _forward_planes(x, out, arg, save, c * planes // chunks, (c + 1) * planes // chunks)
+    run_rows(_forward_planes, (x, out, arg, save), x.shape[0], chunks)
 
 
 def backward(grad, arg, grad_in, chunks=1):
     """grad_in (P, H, W) <- ``grad`` (P, H//2, W//2) at each window's maximum, zeros elsewhere."""
-    run_rows(_backward_planes, _backward_chunks, (grad, arg, grad_in), grad.shape[0], chunks)
-
-
-@numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)
-def _backward_chunks(grad, arg, grad_in, chunks):
-    planes = grad.shape[0]
-    for c in numba.prange(chunks):
-        _backward_planes(grad, arg, grad_in, c * planes // chunks, (c + 1) * planes // chunks)
+    run_rows(_backward_planes, (grad, arg, grad_in), grad.shape[0], chunks)
