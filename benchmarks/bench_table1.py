@@ -102,8 +102,10 @@ def mnist():
     return MNISTDataset(DataConfig(root=str(REPO / "datasets")))
 
 
+@functools.cache
 def bench_data(kind, train_count, eval_count):
-    """(training images, labels, evaluation images): real MNIST or Gaussian noise."""
+    """(training images, labels, evaluation images): real MNIST or Gaussian noise; drawn once
+    per size and shared by the networks (read only)."""
     if kind == "random":
         torch.manual_seed(0)
         x = torch.randn(max(train_count, eval_count), 1, 28, 28)

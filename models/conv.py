@@ -86,14 +86,15 @@ class _Conv2dCPU(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad
         grad_b = grad.sum((0, 2, 3)) if ctx.has_bias and need_b else None
         g = grad.numpy()
-        if conv_cpu.nonzero_fraction(g) > SPARSE_MAX:
+        out_c, in_c, kh, kw = weight.shape
+        # One input channel: each non-zero gradient adds rows of 5 products, too short for the
+        # loop to pay; oneDNN's dense weight gradient was 2-5x faster (B64, 2-12% non-zero).
+        torch_w = need_w and in_c == 1
+        if (torch_w and not need_x) or conv_cpu.nonzero_fraction(g) > SPARSE_MAX:
             grad_x, grad_w = _torch_backward(grad, x, weight, need_x, need_w)
             return grad_x, grad_w, grad_b
-        out_c, in_c, kh, kw = weight.shape
         grad_x = grad_w = None
-        if need_w and in_c == 1:
-            # One input channel: each non-zero gradient adds rows of 5 products, too short for
-            # the loop to pay; oneDNN's dense weight gradient was 2-5x faster (B64, 2-12%).
+        if torch_w:
             grad_w = _torch_backward(grad, x, weight, False, True)[1]
         elif need_w:
             dw = weight.new_zeros(out_c, kh, kw, in_c)
