@@ -19,6 +19,9 @@ first listed without branches (``_nonzeros``), so the loops never guess which va
 The forward kernel turns the sum around: each non-zero input v at (c, r, s) adds v * W[:, c,
 r - i, s - j] to the outputs (i, j) whose windows hold it. After k-winners about a tenth of the
 second convolution's inputs are non-zero, so this does a tenth of a dense convolution's work.
+Its cost is loading and storing the outputs, not the products: every non-zero channel at one
+input position adds to the same outputs, so it takes the inputs position by position and adds
+up to four channels in one pass over them.
 """
 
 import numba
@@ -105,31 +108,48 @@ def _sparse_input_samples(x, w_flip, bias_row, out, first, last):
     (C, KH, KW*O): W[o, c, di, KW-1-m] at [c, di, m*O + o], the kernel mirrored along its
     width so that one input's products for a kernel row land on one contiguous run of the
     output row. Output rows are accumulated channels-last (Ho, Wo*O), starting from bias_row
-    (the bias repeated Wo times), then transposed into out[b]."""
+    (the bias repeated Wo times), then transposed into out[b].
+
+    The inputs are visited position by position: every non-zero channel at (r, s) adds to the
+    same runs of the output rows, so up to four of them are added in one pass over a run
+    (one load and store of the output per four products instead of per product)."""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     out_c, ho, wo = out.shape[1], out.shape[2], out.shape[3]
     kh = w_flip.shape[1]
     kw = w_flip.shape[2] // out_c
-    n = channels * height * width
-    idx = np.empty(n, np.int64)
+    chan = np.empty(channels, np.int64)
     acc = np.empty((ho, wo * out_c), np.float32)
     for b in range(first, last):
         for i in range(ho):
             acc[i, :] = bias_row
-        x_flat = x[b].reshape(n)
-        for q in range(_nonzeros(x_flat, idx)):
-            t = idx[q]
-            v = x_flat[t]
-            c = t // (height * width)
-            y = (t - c * height * width) // width
-            col = t - c * height * width - y * width
-            first_x, last_x = max(0, col - kw + 1), min(col, wo - 1)  # output columns it reaches
-            start, span = first_x * out_c, (last_x - first_x + 1) * out_c
-            w_start = (first_x - col + kw - 1) * out_c
-            for di in range(max(0, y - ho + 1), min(kh, y + 1)):
-                row, w = acc[y - di, start:start + span], w_flip[c, di, w_start:w_start + span]
-                for s in range(span):
-                    row[s] += v * w[s]
+        xb = x[b]
+        for y in range(height):
+            for col in range(width):
+                count = 0  # the channels non-zero at (y, col), listed without branches
+                for c in range(channels):
+                    chan[count] = c
+                    count += xb[c, y, col] != 0
+                if count == 0:
+                    continue
+                first_x, last_x = max(0, col - kw + 1), min(col, wo - 1)  # output columns
+                start, span = first_x * out_c, (last_x - first_x + 1) * out_c
+                end = (first_x - col + kw - 1) * out_c + span  # the run's end in w_flip
+                for di in range(max(0, y - ho + 1), min(kh, y + 1)):
+                    row = acc[y - di, start:start + span]
+                    q = 0
+                    while q + 4 <= count:
+                        c0, c1, c2, c3 = chan[q], chan[q + 1], chan[q + 2], chan[q + 3]
+                        v0, v1 = xb[c0, y, col], xb[c1, y, col]
+                        v2, v3 = xb[c2, y, col], xb[c3, y, col]
+                        w0, w1 = w_flip[c0, di, end - span:end], w_flip[c1, di, end - span:end]
+                        w2, w3 = w_flip[c2, di, end - span:end], w_flip[c3, di, end - span:end]
+                        for s in range(span):
+                            row[s] += v0 * w0[s] + v1 * w1[s] + v2 * w2[s] + v3 * w3[s]
+                        q += 4
+                    for q in range(q, count):
+                        v, w = xb[chan[q], y, col], w_flip[chan[q], di, end - span:end]
+                        for s in range(span):
+                            row[s] += v * w[s]
         for o in range(out_c):
             for i in range(ho):
                 for j in range(wo):

@@ -72,7 +72,7 @@ def _sparse_input(shape, density, seed=2):
     return torch.rand(shape, generator=g) * (torch.rand(shape, generator=g) < density)
 
 
-@pytest.mark.parametrize("density", [0.0, 0.02, 0.09, 0.13])
+@pytest.mark.parametrize("density", [0.0, 0.02, 0.09, 0.13, 0.2])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("grad", [True, False], ids=["training", "no grad"])
 def test_sparse_input_forward_equals_conv2d_to_rounding(density, bias, grad, threads,
@@ -110,6 +110,25 @@ def test_sparse_input_forward_of_single_inputs_at_the_edges():
             for j in range(max(0, s - 4), min(4, s) + 1):
                 expected[0, :, i, j] += 1.5 * w[:, c, r - i, s - j]
         torch.testing.assert_close(y, expected)
+
+
+def test_sparse_input_forward_adds_many_channels_at_one_position(monkeypatch):
+    """The loop adds the non-zero channels of one input position four at a time, then one at a
+    time: positions with all 32 channels non-zero (eight groups), 7 (a group and three), 3
+    and 1, at the middle and the edges, give F.conv2d's outputs to rounding."""
+    calls = []
+    kernel = conv_module.conv_cpu.sparse_input_forward
+    monkeypatch.setattr(conv_module.conv_cpu, "sparse_input_forward",
+                        lambda *a: calls.append(1) or kernel(*a))
+    torch.manual_seed(3)
+    conv = Conv2d(32, 64, 5)
+    x = torch.zeros(4, 32, 12, 12)
+    for channels, r, s in [(32, 5, 5), (7, 0, 0), (3, 11, 6), (1, 6, 11), (32, 11, 11)]:
+        x[:, :channels, r, s] = torch.rand(4, channels) + 0.5
+    with torch.no_grad():
+        y = conv(x)
+    assert calls == [1]
+    torch.testing.assert_close(y, F.conv2d(x, conv.weight, conv.bias), rtol=1e-5, atol=1e-5)
 
 
 def test_sparse_input_forward_parallel_chunks_equal_serial_bit_for_bit(monkeypatch):
