@@ -48,14 +48,16 @@ def _nonzeros(flat, idx):
 
 @numba.njit(nogil=True, cache=True, boundscheck=False, fastmath=_FAST)
 def _weight_grad_units(grad, x_rows, dw, channels, first, last):
-    """dw[o] (KH, KW*C) for o in [first, last) from grad (B, O, Ho, Wo) and x_rows (B, H, W*C)."""
+    """dw[o] (KH, KW*C) for o in [first, last) from grad (B, O, Ho, Wo) and x_rows (B, H, W*C).
+    Samples outermost, so that one sample's rows stay in cache while every unit reads them;
+    each dw[o] still adds its products sample by sample, in the same order."""
     kh = dw.shape[1]
     span = dw.shape[2]
     wo = grad.shape[3]
     plane = grad.shape[2] * wo
     idx = np.empty(plane, np.int64)
-    for o in range(first, last):
-        for b in range(grad.shape[0]):
+    for b in range(grad.shape[0]):
+        for o in range(first, last):
             g_flat = grad[b, o].reshape(plane)
             for q in range(_nonzeros(g_flat, idx)):
                 p = idx[q]
