@@ -19,9 +19,9 @@ first listed without branches (``_nonzeros``), so the loops never guess which va
 The forward kernel turns the sum around: each non-zero input v at (c, r, s) adds v * W[:, c,
 r - i, s - j] to the outputs (i, j) whose windows hold it. After k-winners about a tenth of the
 second convolution's inputs are non-zero, so this does a tenth of a dense convolution's work.
-Its cost is loading and storing the outputs, not the products: every non-zero channel at one
-input position adds to the same outputs, so it takes the inputs position by position and adds
-up to four channels in one pass over them.
+Much of its cost is loading and storing the outputs: every non-zero channel at one input
+position adds to the same outputs, so it takes the inputs position by position and adds up to
+four channels in one pass over them.
 """
 
 import numba
