@@ -36,6 +36,7 @@ KINDS = ("dense products", "oneDNN conv", "numba kernels", "optimizer", "other")
 PRODUCTS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
 ONEDNN = {"aten::mkldnn_convolution", "aten::convolution_backward"}
 SPARSE_FORWARD = "models.conv sparse-input forward"
+B4_STEPS = 300  # SGD steps profiled at batch 4 (the first epoch of four networks)
 
 
 def kind(op):
@@ -81,7 +82,7 @@ def run_split(job, args):
     """{kind: seconds} of one whole run of ``job`` (training and sweeps)."""
     train = job.train
     first = train.batch_size_at(0)
-    x, y, x_eval = bench.bench_data("mnist", max(args.steps * train.batch_size, 300 * first),
+    x, y, x_eval = bench.bench_data("mnist", max(args.steps * train.batch_size, B4_STEPS * first),
                                     args.eval_images)
     torch.manual_seed(0)
     model = build_network(job.model)
@@ -91,7 +92,7 @@ def run_split(job, args):
     passes = [(train.batch_size, args.steps * train.batch_size,
                bench.TRAIN_SAMPLES * (train.epochs - (first != train.batch_size)))]
     if first != train.batch_size:
-        passes.append((first, 300 * first, bench.TRAIN_SAMPLES))
+        passes.append((first, B4_STEPS * first, bench.TRAIN_SAMPLES))
     for size, n, samples in passes:
         part = split(lambda: bench.train_us(model, optimizer, x[:n], y[:n], size))
         out.update({k: v / n * samples for k, v in part.items()})

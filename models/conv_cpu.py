@@ -127,10 +127,7 @@ def _sparse_input_samples(x, w_flip, bias_row, out, first, last):
         xb = x[b]
         for y in range(height):
             for col in range(width):
-                count = 0  # the channels non-zero at (y, col), listed without branches
-                for c in range(channels):
-                    chan[count] = c
-                    count += xb[c, y, col] != 0
+                count = _nonzeros(xb[:, y, col], chan)  # the channels non-zero at (y, col)
                 if count == 0:
                     continue
                 first_x, last_x = max(0, col - kw + 1), min(col, wo - 1)  # output columns
