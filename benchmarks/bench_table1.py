@@ -5,7 +5,9 @@ round so that machine noise hits both alike, what a Table 1 job does: SGD steps 
 (for the networks whose first epoch runs at batch 4) at batch 4, and the noise sweep's
 evaluation passes at the config's test batch size. "old" is the ``models/`` package of an
 earlier commit (``--old``, default the last commit before the fast pooling), imported beside
-today's; "new" is today's. Both train from the same initial weights on the same data: by
+today's, stepped by torch's multi-tensor SGD; "new" is today's, stepped by today's optimizer
+(``make_optimizer``: one pass per parameter for momentum steps). ``--old HEAD`` isolates
+the optimizer. Both train from the same initial weights on the same data: by
 default real MNIST (shuffled training images, and test images at noise levels 0-0.5 for the
 evaluation passes, as the sweep sees them); ``--data random`` uses Gaussian noise images as the
 figures of 2026-12-03 in the README did. Random images and gradients flatter code whose speed
@@ -42,6 +44,7 @@ from data import DataConfig  # noqa: E402
 from data.mnist import MNISTDataset  # noqa: E402
 from experiments.core.speed import keep_freed_memory  # noqa: E402
 from experiments.train import suite as train_task  # noqa: E402
+from experiments.train.loop import make_optimizer  # noqa: E402
 from models import build_network  # noqa: E402
 
 OLD = "9facf51"  # the last commit before the fast max pooling and the output-writing kernel
@@ -128,8 +131,8 @@ def measure(job, old, args):
     for name, build in (("old", lambda: old_network(old, cfg)), ("new", lambda: build_network(cfg))):
         torch.manual_seed(0)
         model = build()
-        nets[name] = (model, torch.optim.SGD(model.parameters(), lr=train.lr,
-                                             momentum=train.momentum))
+        nets[name] = (model, make_optimizer(model, train) if name == "new" else torch.optim.SGD(
+            model.parameters(), lr=train.lr, momentum=train.momentum, foreach=True))
     times = {name: {"b64": [], "b4": [], "eval": []} for name in nets}
     for round_ in range(args.rounds + 1):  # round 0 warms up (and compiles the kernels)
         for name, (model, opt) in nets.items():
