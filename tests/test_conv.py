@@ -223,21 +223,45 @@ def test_parallel_chunks_give_the_serial_gradients_bit_for_bit(monkeypatch):
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
 
 
-def test_one_channel_weight_gradient_is_torch_s_bit_for_bit(monkeypatch):
-    """The first layer (one input channel): its weight gradient is oneDNN's own (faster than
-    the loop on 5-value rows); an input gradient, when asked for, still comes from the loop."""
-    calls = []
-    kernel = conv_module.conv_cpu.weight_grad
+@pytest.mark.parametrize("input_grad", [False, True], ids=["first layer", "input gradient too"])
+@pytest.mark.parametrize("density", [0.02, 0.25, 1.0])
+def test_one_channel_weight_gradient_is_a_batched_product(input_grad, density, monkeypatch):
+    """The first layer (one input channel): its weight gradient comes from the batched product
+    over the input's patches, not the loop over non-zero gradients, and equals oneDNN's to
+    float32 rounding; an input gradient, when asked for, still comes from the loop (or from
+    torch when the gradient is dense)."""
+    calls = {"loop": 0, "product": 0}
+    loop, product = conv_module.conv_cpu.weight_grad, conv_module._one_channel_weight_grad
     monkeypatch.setattr(conv_module.conv_cpu, "weight_grad",
-                        lambda *a: calls.append(a) or kernel(*a))
+                        lambda *a: calls.update(loop=calls["loop"] + 1) or loop(*a))
+    monkeypatch.setattr(conv_module, "_one_channel_weight_grad",
+                        lambda *a: calls.update(product=calls["product"] + 1) or product(*a))
     ours, ref = _pair(1, 32)
     x = torch.randn(8, 1, 28, 28)
-    grad = _sparse_grad((8, 32, 24, 24), 0.12)
-    (y, _), (x_ours, x_ref) = _backward_both(ours, ref, x, grad, input_grad=True)
-    assert y.grad_fn.name().endswith("_Conv2dCPUBackward") and calls == []
-    assert torch.equal(ours.weight.grad, ref.weight.grad)
-    torch.testing.assert_close(x_ours.grad, x_ref.grad, rtol=1e-5,
-                               atol=1e-5 * float(x_ref.grad.abs().max()))
+    grad = _sparse_grad((8, 32, 24, 24), density)
+    (y, _), (x_ours, x_ref) = _backward_both(ours, ref, x, grad, input_grad=input_grad)
+    assert y.grad_fn.name().endswith("_Conv2dCPUBackward") and calls == {"loop": 0, "product": 1}
+    scale = float(ref.weight.grad.abs().max())
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-5, atol=1e-5 * scale)
+    if input_grad:
+        torch.testing.assert_close(x_ours.grad, x_ref.grad, rtol=1e-5,
+                                   atol=1e-5 * float(x_ref.grad.abs().max()))
+
+
+def test_one_channel_weight_gradient_by_hand():
+    """dW[o, 0, di, dj] = sum over samples and outputs (i, j) of g[b, o, i, j] x[b, 0, i + di,
+    j + dj], on a non-square input that is a non-contiguous view, against the sum written out."""
+    torch.manual_seed(4)
+    x = torch.randn(3, 1, 11, 8).transpose(2, 3)  # (3, 1, 8, 11), strides not row-major
+    grad = _sparse_grad((3, 2, 6, 7), 0.3)
+    expected = torch.zeros(2, 1, 3, 5, dtype=torch.float64)
+    for b in range(3):
+        for o in range(2):
+            for i in range(6):
+                for j in range(7):
+                    expected[o, 0] += float(grad[b, o, i, j]) * x[b, 0, i:i + 3, j:j + 5].double()
+    got = conv_module._one_channel_weight_grad(grad, x, 3, 5)
+    torch.testing.assert_close(got, expected.float(), rtol=1e-5, atol=1e-5)
 
 
 def test_hand_computed_gradient_of_one_output():
