@@ -19,11 +19,12 @@ unpadded, ungrouped convolution (the networks' 5x5 convolutions) two things diff
   Every convolution here feeds 2x2 max pooling and then ReLU or k-winners, so at most a
   quarter of its outputs get a gradient, and after k-winners a few percent (Sparse CNN-2:
   400 of 18,432 first-layer outputs per sample).
-- The weight gradient of a one-channel input (every network's first layer) is one batched
-  matrix product per sample, the output gradient (O, Ho*Wo) times the input's Ho*Wo x (KH*KW)
-  patches, summed over samples: 2.2-2.5x faster than oneDNN's (which ran at 3-4 GMAC/s on
-  this 25-tap, one-channel case; 6.5 against 2.9 ms at B64 and 0.47 against 0.19 ms at B4),
-  and a fifth of Dense CNN-1's training step before.
+- The weight gradient of a one-channel input (every network's first layer): behind k-winners
+  (at most ``ONE_CHANNEL_LOOP_MAX`` of the first sample's gradient non-zero) the loop, else
+  one matrix product, the output gradient (O, B*Ho*Wo) times the input's B*Ho*Wo x (KH*KW)
+  patches. oneDNN's ran at 3-4 GMAC/s on this 25-tap, one-channel case, a fifth of Dense
+  CNN-1's training step: at B64 6.4 ms against the product's 2.0-2.2 ms and, at 2% non-zero,
+  the loop's 1.5 ms (B4: 0.49 against 0.14 and 0.11 ms).
 
 Both are the same sums as oneDNN's, added in another order: they agree with ``nn.Conv2d`` to
 float32 rounding (about 1e-6 relative, tested), not bit for bit, so training and evaluation on
@@ -45,6 +46,7 @@ except ImportError:  # pragma: no cover - numba is in requirements.txt
     conv_cpu = None
 
 SPARSE_MAX = 0.5  # above this fraction of non-zero output gradients, torch's dense backward
+ONE_CHANNEL_LOOP_MAX = 0.05  # one input channel: the loop up to this non-zero fraction
 SPARSE_INPUT_MAX = 0.25  # above this fraction of non-zero inputs, F.conv2d (break-even ~0.3)
 
 
@@ -80,14 +82,25 @@ def _torch_backward(grad, x, weight, need_x, need_w):
 
 def _one_channel_weight_grad(grad, x, kh, kw):
     """The weight gradient (O, 1, KH, KW) of a stride-1, unpadded convolution of the
-    one-channel ``x`` (B, 1, H, W): for each sample, grad (O, Ho*Wo) @ patches (Ho*Wo, KH*KW),
-    then the sum over samples."""
-    b, _, h, w = x.shape
+    one-channel ``x`` (B, 1, H, W) as one matrix product: grad as (O, B*Ho*Wo) times the
+    input's patches as (B*Ho*Wo, KH*KW), the patches laid out offset by offset (KH*KW rows of
+    B*Ho*Wo values), so that the product's long dimension is contiguous on both sides."""
+    b = x.shape[0]
     out_c, ho, wo = grad.shape[1], grad.shape[2], grad.shape[3]
     x = x.detach().contiguous()
     sb, sh, sw = x.stride(0), x.stride(2), x.stride(3)
-    patches = x.as_strided((b, ho, wo, kh, kw), (sb, sh, sw, sh, sw)).reshape(b, ho * wo, kh * kw)
-    return torch.bmm(grad.view(b, out_c, ho * wo), patches).sum(0).view(out_c, 1, kh, kw)
+    patches = x.as_strided((kh, kw, b, ho, wo), (sh, sw, sb, sh, sw)).reshape(kh * kw, -1)
+    g = grad.view(b, out_c, ho * wo).transpose(0, 1).reshape(out_c, -1)
+    return torch.mm(g, patches.t()).view(out_c, 1, kh, kw)
+
+
+def _loop_weight_grad(grad, x, weight):
+    """The weight gradient from the loop over the non-zero output gradients (contiguous)."""
+    out_c, in_c, kh, kw = weight.shape
+    dw = weight.new_zeros(out_c, kh, kw, in_c)
+    views = (grad.numpy(), _rows(x), dw.view(out_c, kh, kw * in_c).numpy(), in_c)
+    conv_cpu.weight_grad(*views, chunk_count(grad, out_c))
+    return dw.permute(0, 3, 1, 2).contiguous()
 
 
 class _Conv2dCPU(torch.autograd.Function):
@@ -106,21 +119,23 @@ class _Conv2dCPU(torch.autograd.Function):
         grad_b = grad.sum((0, 2, 3)) if ctx.has_bias and need_b else None
         g = grad.numpy()
         out_c, in_c, kh, kw = weight.shape
-        # One input channel: each non-zero gradient adds rows of 5 products, too short for the
-        # loop to pay; a batched matrix product over the input's patches does it (see above).
+        # One input channel (the first layer): each non-zero gradient adds rows of 5 products,
+        # which pays only behind k-winners (2% non-zero); behind ReLU (12%) the product does
+        # better. The first sample's gradient tells which (one sample: 1/B of a full scan).
         grad_x = grad_w = None
         if need_w and in_c == 1:
-            grad_w, need_w = _one_channel_weight_grad(grad, x, kh, kw), False
+            if conv_cpu.nonzero_fraction(g[0]) > ONE_CHANNEL_LOOP_MAX:
+                grad_w = _one_channel_weight_grad(grad, x, kh, kw)
+            else:
+                grad_w = _loop_weight_grad(grad, x, weight)
+            need_w = False
         if not need_x and not need_w:
             return grad_x, grad_w, grad_b
         if conv_cpu.nonzero_fraction(g) > SPARSE_MAX:
             grad_x, dense_w = _torch_backward(grad, x, weight, need_x, need_w)
             return grad_x, dense_w if need_w else grad_w, grad_b
         if need_w:
-            dw = weight.new_zeros(out_c, kh, kw, in_c)
-            views = (g, _rows(x), dw.view(out_c, kh, kw * in_c).numpy(), in_c)
-            conv_cpu.weight_grad(*views, chunk_count(grad, out_c))
-            grad_w = dw.permute(0, 3, 1, 2).contiguous()
+            grad_w = _loop_weight_grad(grad, x, weight)
         if need_x:
             b, _, h, w = x.shape
             dx = x.new_zeros(b, h, w, in_c)

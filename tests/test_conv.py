@@ -225,11 +225,12 @@ def test_parallel_chunks_give_the_serial_gradients_bit_for_bit(monkeypatch):
 
 @pytest.mark.parametrize("input_grad", [False, True], ids=["first layer", "input gradient too"])
 @pytest.mark.parametrize("density", [0.02, 0.25, 1.0])
-def test_one_channel_weight_gradient_is_a_batched_product(input_grad, density, monkeypatch):
-    """The first layer (one input channel): its weight gradient comes from the batched product
-    over the input's patches, not the loop over non-zero gradients, and equals oneDNN's to
-    float32 rounding; an input gradient, when asked for, still comes from the loop (or from
-    torch when the gradient is dense)."""
+def test_one_channel_weight_gradient_loop_or_product(input_grad, density, monkeypatch):
+    """The first layer (one input channel): its weight gradient comes from the loop over the
+    non-zero gradients when the first sample's gradient is at most ONE_CHANNEL_LOOP_MAX
+    non-zero (behind k-winners), else from one matrix product over the input's patches; both
+    equal oneDNN's to float32 rounding. An input gradient, when asked for, still comes from
+    the loop (or from torch when the gradient is dense)."""
     calls = {"loop": 0, "product": 0}
     loop, product = conv_module.conv_cpu.weight_grad, conv_module._one_channel_weight_grad
     monkeypatch.setattr(conv_module.conv_cpu, "weight_grad",
@@ -239,8 +240,11 @@ def test_one_channel_weight_gradient_is_a_batched_product(input_grad, density, m
     ours, ref = _pair(1, 32)
     x = torch.randn(8, 1, 28, 28)
     grad = _sparse_grad((8, 32, 24, 24), density)
+    first = float((grad[0] != 0).float().mean())
+    assert (first <= conv_module.ONE_CHANNEL_LOOP_MAX) == (density < 0.05)
     (y, _), (x_ours, x_ref) = _backward_both(ours, ref, x, grad, input_grad=input_grad)
-    assert y.grad_fn.name().endswith("_Conv2dCPUBackward") and calls == {"loop": 0, "product": 1}
+    expected = {"loop": 1, "product": 0} if density < 0.05 else {"loop": 0, "product": 1}
+    assert y.grad_fn.name().endswith("_Conv2dCPUBackward") and calls == expected
     scale = float(ref.weight.grad.abs().max())
     torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-5, atol=1e-5 * scale)
     if input_grad:
