@@ -26,7 +26,7 @@ unpadded, ungrouped convolution (the networks' 5x5 convolutions) two things diff
   CNN-1's training step: at B64 6.4 ms against the product's 2.0-2.2 ms and, at 2% non-zero,
   the loop's 1.5 ms (B4: 0.49 against 0.14 and 0.11 ms).
 
-Both are the same sums as oneDNN's, added in another order: they agree with ``nn.Conv2d`` to
+All three are the same sums as oneDNN's, added in another order: they agree with ``nn.Conv2d`` to
 float32 rounding (about 1e-6 relative, tested), not bit for bit, so training and evaluation on
 this path follow another rounding path than on ``nn.Conv2d``'s (a k-winners tie or an argmax
 this close is rare: see tests/test_pretrained.py). ``MODELS_BACKEND=torch`` gives
