@@ -14,8 +14,8 @@ unpadded, ungrouped convolution (the networks' 5x5 convolutions) two things diff
   Inputs behind ReLU (about half non-zero), one-channel images, other devices and dtypes go to
   ``F.conv2d``.
 - Backward, when at most ``SPARSE_MAX`` of the output gradient is non-zero: the weight and
-  input gradients come from loops that visit the non-zero gradients only (except the weight
-  gradient of a one-channel input, the first layer's: see below).
+  input gradients come from loops that visit the non-zero gradients only (for the weight
+  gradient of a one-channel input, the first layer's, only behind k-winners: see below).
   Every convolution here feeds 2x2 max pooling and then ReLU or k-winners, so at most a
   quarter of its outputs get a gradient, and after k-winners a few percent (Sparse CNN-2:
   400 of 18,432 first-layer outputs per sample).
