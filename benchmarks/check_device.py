@@ -119,6 +119,11 @@ def main(argv=None):
         print("check_device: --device cuda, but torch sees no CUDA device", file=sys.stderr)
         return 2
     suite = train_task.load(REPO / "configs" / "mnist_table1.yaml")
+    unknown = sorted(set(args.only or ()) - set(suite.jobs))
+    if unknown:
+        print(f"check_device: no network {', '.join(unknown)} in configs/mnist_table1.yaml "
+              f"(it has {', '.join(suite.run)})", file=sys.stderr)
+        return 2
     names = args.only or [n for n in suite.run if any(
         isinstance(m, _KWinnersBase) for m in build_network(suite.jobs[n].model).modules())]
     batch = max(suite.jobs[n].train.batch_size for n in names)

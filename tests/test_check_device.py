@@ -44,3 +44,9 @@ def test_a_different_winner_rule_is_reported(monkeypatch):
     assert r["duty_max_diff"] > 1e-3
     assert check_device.main(["--device", "cpu", "--steps", "1", "--test-images", "8",
                               "--data", "random", "--only", "sparse_cnn2"]) == 1
+
+
+def test_an_unknown_network_is_one_line_and_exit_2(capsys):
+    assert check_device.main(["--device", "cpu", "--only", "sparse_cnn9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "sparse_cnn9" in err and "sparse_cnn2" in err
