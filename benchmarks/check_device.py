@@ -93,6 +93,11 @@ def compare(cfg, train, device, steps, x, y, x_test, seed=0):
     return {**tally, "duty_max_diff": duty, "boost_max_diff": boost, "duty_mean": mean}
 
 
+def has_k_winners(cfg):
+    """Whether the network of ``cfg`` has a k-winners layer (a layer with k set)."""
+    return cfg.hidden.k is not None or any(layer.k is not None for layer in cfg.conv)
+
+
 def data(kind, count, test_count):
     """(training images, labels, test images): real MNIST (shuffled) or Gaussian noise."""
     generator = torch.Generator().manual_seed(0)
@@ -124,8 +129,7 @@ def main(argv=None):
         print(f"check_device: no network {', '.join(unknown)} in configs/mnist_table1.yaml "
               f"(it has {', '.join(suite.run)})", file=sys.stderr)
         return 2
-    names = args.only or [n for n in suite.run if any(
-        isinstance(m, _KWinnersBase) for m in build_network(suite.jobs[n].model).modules())]
+    names = args.only or [n for n in suite.run if has_k_winners(suite.jobs[n].model)]
     batch = max(suite.jobs[n].train.batch_size for n in names)
     x, y, x_test = data(args.data, args.steps * batch, args.test_images)
     other = torch.cuda.get_device_name() if args.device.startswith("cuda") else "torch ops"

@@ -118,7 +118,7 @@ class _Conv2dCPU(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad
         grad_b = grad.sum((0, 2, 3)) if ctx.has_bias and need_b else None
         g = grad.numpy()
-        out_c, in_c, kh, kw = weight.shape
+        in_c, kh, kw = weight.shape[1:]
         # One input channel (the first layer): each non-zero gradient adds rows of 5 products,
         # which pays only behind k-winners (2% non-zero); behind ReLU (12%) the product does
         # better. The first sample's gradient tells which (one sample: 1/B of a full scan).
