@@ -1,4 +1,4 @@
-"""The paper's MNIST pixel noise (section 3 of PAPER_SPEC).
+"""The paper's MNIST pixel noise (section 3 of docs/paper_spec.md).
 
 At noise level p each 28x28 image gets exactly ``int(784 * p)`` distinct pixels, chosen
 uniformly at random, overwritten with 0.7469 = mean + 2 * std of MNIST (0.1307 + 2 * 0.3081)

@@ -1,6 +1,6 @@
 """The paper's training augmentation for Speech Commands, batched and drawn from a torch.Generator.
 
-Each clip independently gets each step with probability 0.5, in this order (PAPER_SPEC sec. 4):
+Each clip independently gets each step with probability 0.5, in this order (docs/paper_spec.md sec. 4):
 
 1. amplitude:   x <- g x,  g ~ U(0.7, 1.1)
 2. speed+pitch: x'[j] = x(j f), f = 1 / (1 + s), s ~ U(-0.2, 0.2), linear interpolation over

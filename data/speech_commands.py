@@ -1,4 +1,4 @@
-"""Google Speech Commands v0.01, the ten digit words, as a task (PAPER_SPEC section 4).
+"""Google Speech Commands v0.01, the ten digit words, as a task (docs/paper_spec.md section 4).
 
 Data: ``<root>/speech_commands_v0.01/`` (downloaded, verified and safely extracted when missing
 and ``data.download``), or ``data.root`` itself when it is an extracted copy; with

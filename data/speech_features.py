@@ -1,6 +1,6 @@
 """The paper's 32x32 log-mel features for one-second 16 kHz clips, batched in torch.
 
-For a clip x of 16,000 samples (section 4 of PAPER_SPEC):
+For a clip x of 16,000 samples (section 4 of docs/paper_spec.md):
 
     X[f, t]  = STFT(x): n_fft 2048, hop 512, periodic Hann window, centred with reflect
                padding -> 1025 bins x (1 + 16000 // 512) = 32 frames

@@ -1,4 +1,4 @@
-"""Invariants of k-winners (PAPER_SPEC section 1.1 and 1.2), not just shapes.
+"""Invariants of k-winners (docs/paper_spec.md section 1.1 and 1.2), not just shapes.
 
 Every test runs twice: with the numba CPU kernel (backend "auto", the default on CPU) and with
 the torch ops that serve every other device (backend "torch").

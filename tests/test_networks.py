@@ -9,7 +9,7 @@ from models import KWinners, KWinners2d, SparseWeights, build_network, count_par
 MNIST = load_experiment("configs/mnist_table1.yaml")
 GSC = load_experiment("configs/gsc_table2.yaml")
 
-# (total, non-zero), biases included. MNIST: PAPER_SPEC section 2. GSC, by hand: conv1
+# (total, non-zero), biases included. MNIST: docs/paper_spec.md section 2. GSC, by hand: conv1
 # 64*25+64 = 1,664; conv2 64*64*25+64 = 102,464; hidden fan-in 64*5*5 = 1,600; output 12.
 COUNTS = {
     ("mnist", "dense_cnn1"): (4_331_790, 4_331_790),

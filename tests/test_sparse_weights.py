@@ -1,4 +1,4 @@
-"""Invariants of fixed sparse weights (PAPER_SPEC section 1.3)."""
+"""Invariants of fixed sparse weights (docs/paper_spec.md section 1.3)."""
 
 import pytest
 import torch

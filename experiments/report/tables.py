@@ -7,7 +7,7 @@
     <exp_dir>/comparison.md, .csv                   this run beside the shipped reference records
                                                     and the paper (when reference records exist)
 
-Scores (PAPER_SPEC section 3). Test score = clean test accuracy in %; noise score = correct
+Scores (docs/paper_spec.md section 3). Test score = clean test accuracy in %; noise score = correct
 classifications summed over all noise levels, the clean level included. Per seed, two epochs:
   best: the epoch with the highest clean test accuracy, the first one on ties, and that epoch's
         noise score. This is the paper's selection, and it selects on the test set.

@@ -1,4 +1,4 @@
-"""The paper's published Figure 2 and Figure 3 values (PAPER_SPEC section 6): written once, here."""
+"""The paper's published Figure 2 and Figure 3 values (docs/paper_spec.md section 6): written once, here."""
 
 PAPER_QUARTER = 0.25  # the curve the paper draws and labels "a = n/2" is computed with a = n/4
 FIG3_LEFT_N = (250, 500, 1000, 1500, 2000, 2500)
