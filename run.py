@@ -14,6 +14,8 @@ import argparse
 import sys
 
 from experiments.cli import main
+from experiments.core.launch import LAUNCHER_OPTIONS
+
 
 def cli(argv=None):
     """Parse ``argv`` (default: the command line), run, and return the exit code."""
@@ -30,18 +32,9 @@ def cli(argv=None):
     parser.add_argument("--launcher", default="local", metavar="{local,ray}",
                         help="how jobs run: local (this machine, --jobs processes; the default) "
                              "or ray (a Ray cluster; pip install -r requirements-ray.txt)")
-    parser.add_argument("--jobs", type=int, metavar="N",
-                        help="local: parallel training processes (default 1)")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="local: torch threads per job (default: all cores / jobs); use 1 "
-                             "when other programs share the cores")
-    parser.add_argument("--address", metavar="HOST:PORT",
-                        help="ray: the cluster (default: RAY_ADDRESS, else a cluster started by "
-                             "`ray start` here, else a new Ray instance on this machine's cores)")
-    parser.add_argument("--cpus-per-job", type=int, metavar="N",
-                        help="ray: CPUs per job, which are its torch threads (default 1)")
-    parser.add_argument("--gpus-per-job", type=float, metavar="F",
-                        help="ray: GPUs per job; 0.25 packs four jobs on a GPU (default 0)")
+    for option in LAUNCHER_OPTIONS:
+        parser.add_argument(option.flag, type=option.type, metavar=option.metavar,
+                            help=option.help)
     parser.add_argument("--out", default="results", help="results folder (default: results)")
     parser.add_argument("--force", action="store_true",
                         help="overwrite existing runs of this experiment")

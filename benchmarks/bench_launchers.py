@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from tests.test_ray_launcher import loopback_cluster  # noqa: E402  (sets Ray's loopback env)
-from experiments.train import suite as train_task  # noqa: E402
+from experiments.cli import load_experiment, run_experiment  # noqa: E402
 
 CONFIG = REPO / "configs" / "mnist_table1.yaml"
 
@@ -48,7 +48,7 @@ def timed_suite(suite, **launcher):
     """Seconds to run every job of ``suite`` into a fresh folder with ``launcher``'s options."""
     with tempfile.TemporaryDirectory() as out, quiet():
         start = time.perf_counter()
-        train_task.run(suite, out, **launcher)
+        run_experiment(suite, out, **launcher)
         return time.perf_counter() - start
 
 
@@ -65,7 +65,7 @@ def main():
     parser.add_argument("--networks", type=int, default=8, help="jobs: the first N networks")
     args = parser.parse_args()
     os.chdir(REPO)  # the config's data.root (datasets/) is relative to the repository
-    suite = train_task.load(CONFIG, smoke=True)
+    suite = load_experiment(CONFIG, smoke=True)
     suite.run = suite.run[:args.networks]
     jobs = len(suite.run)
     print(f"smoke Table 1 suite: {jobs} jobs; {os.cpu_count()} cores here", flush=True)

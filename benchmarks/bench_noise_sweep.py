@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from data import DataConfig  # noqa: E402
 from data.mnist import MNISTDataset  # noqa: E402
 from experiments.train.sweep import NoiseSweep  # noqa: E402
-from experiments.train import suite as train_task  # noqa: E402
-from experiments.train.config import DEFAULT_LEVELS  # noqa: E402
+from experiments.cli import load_experiment  # noqa: E402
+from data.noise import PAPER_LEVELS  # noqa: E402
 from experiments.train.loop import count_correct  # noqa: E402
 from models import build_network  # noqa: E402
 
@@ -34,7 +34,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    job = train_task.load("configs/mnist_sparse.yaml").jobs["sparse_cnn2"]
+    job = load_experiment("configs/mnist_sparse.yaml").jobs["sparse_cnn2"]
     torch.manual_seed(0)
     model = build_network(job.model)
     task = MNISTDataset(DataConfig(root="datasets", download=False))
@@ -44,8 +44,8 @@ def main():
     plain, sweep, draw = [], [], []
     for _ in range(args.rounds):
         plain.append(timed(lambda: [count_correct(model, x, y, batch, device) for _ in range(11)]))
-        draw.append(timed(lambda: NoiseSweep(task, DEFAULT_LEVELS, 42, device)))
-        noise = NoiseSweep(task, DEFAULT_LEVELS, 42, device)
+        draw.append(timed(lambda: NoiseSweep(task, PAPER_LEVELS, 42, device)))
+        noise = NoiseSweep(task, PAPER_LEVELS, 42, device)
         sweep.append(timed(lambda: noise.run(model, batch, device)))
     p, s, d = (statistics.median(v) for v in (plain, sweep, draw))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "

@@ -142,7 +142,7 @@ def main():
     if args.no_mmap:
         ctypes.CDLL("libc.so.6").mallopt(M_MMAP_MAX, 0)
     torch.set_num_threads(args.threads)
-    suite = train_task.load(REPO / "configs" / "mnist_table1.yaml")
+    suite = load_experiment(REPO / "configs" / "mnist_table1.yaml")
     print(f"seq: S networks one after another; batch: one SeedBatch of S; {args.threads} "
           f"thread(s), {args.rounds} rounds{', no mmap' if args.no_mmap else ''}; median CPU "
           f"us per sample per seed, seq/batch and seq/batch ratio")

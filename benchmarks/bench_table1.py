@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 from data import DataConfig  # noqa: E402
 from data.mnist import MNISTDataset  # noqa: E402
 from experiments.core.speed import keep_freed_memory  # noqa: E402
-from experiments.train import suite as train_task  # noqa: E402
+from experiments.cli import load_experiment  # noqa: E402
 from experiments.train.loop import make_optimizer  # noqa: E402
 from models import build_network  # noqa: E402
 
@@ -169,7 +169,7 @@ def main():
     args = parser.parse_args()
     keep_freed_memory()
     torch.set_num_threads(args.threads)
-    suite = train_task.load(REPO / "configs" / "mnist_table1.yaml")
+    suite = load_experiment(REPO / "configs" / "mnist_table1.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         old = import_models_at(args.old, Path(tmp))
         print(f"old: models/ at {args.old}; new: the working tree; {args.threads} thread(s), "

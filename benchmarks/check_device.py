@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import models.backend as backend  # noqa: E402
 from data import DataConfig  # noqa: E402
-from experiments.train import suite as train_task  # noqa: E402
+from experiments.cli import load_experiment  # noqa: E402
 from experiments.train.loop import make_optimizer  # noqa: E402
 from models import build_network  # noqa: E402
 from models.kwinners import _KWinnersBase  # noqa: E402
@@ -123,7 +123,7 @@ def main(argv=None):
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("check_device: --device cuda, but torch sees no CUDA device", file=sys.stderr)
         return 2
-    suite = train_task.load(REPO / "configs" / "mnist_table1.yaml")
+    suite = load_experiment(REPO / "configs" / "mnist_table1.yaml")
     unknown = sorted(set(args.only or ()) - set(suite.jobs))
     if unknown:
         print(f"check_device: no network {', '.join(unknown)} in configs/mnist_table1.yaml "

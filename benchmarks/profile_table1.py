@@ -111,7 +111,7 @@ def main():
     keep_freed_memory()
     torch.set_num_threads(1)
     label_sparse_forward()
-    suite = bench.train_task.load(bench.REPO / "configs" / "mnist_table1.yaml")
+    suite = bench.load_experiment(bench.REPO / "configs" / "mnist_table1.yaml")
     print("seconds of one run (1 thread, real MNIST), by kind of op; share of the run in %")
     print(f"{'network':17s} {'run':>6s} " + " ".join(f"{k:>15s}" for k in KINDS))
     seed = collections.Counter()

@@ -8,12 +8,12 @@ A *dataset* is what the training loop needs, all as model-ready tensors:
     ds.noisy_test_set(level, generator)    -> (x, y)                test inputs at one noise level
 
 Every dataset is one entry of ``DATASETS``: its title, the noise axis of its plots, the
-sources it can be read from, and the class that loads it. Adding a dataset is adding an entry.
+sources it can be read from, and the function that loads it. Adding a dataset is adding an
+entry. (The loaders import their module when called: each dataset module imports this one.)
 """
 
-import importlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 STAND_IN = "synthetic stand-in, not the Speech Commands dataset"
 
@@ -26,18 +26,33 @@ class DataError(Exception):
 class DatasetSpec:
     title: str  # how tables and figures name the data
     noise_axis: str  # the x label of accuracy-vs-noise plots
-    loader: str  # "module:Class", the class built from a DataConfig
+    load: Callable  # (DataConfig) -> the dataset
     sources: tuple = ("real",)  # where the data may come from; the first is the real one
     source_titles: Optional[dict] = None  # title of each other source
-    examples: Optional[str] = None  # "module:function" (cfg) -> a few noisy test inputs to show
+    examples: Optional[Callable] = None  # (DataConfig) -> a few noisy test inputs to show
+
+
+def _mnist(cfg):
+    from data.mnist import MNISTDataset
+    return MNISTDataset(cfg)
+
+
+def _mnist_examples(cfg):
+    from data.mnist import noisy_examples
+    return noisy_examples(cfg)
+
+
+def _speech_commands(cfg):
+    from data.speech_commands import SpeechCommandsDataset
+    return SpeechCommandsDataset(cfg)
 
 
 DATASETS = {
-    "mnist": DatasetSpec("MNIST", "noise level (% of pixels overwritten)", "data.mnist:MNISTDataset",
-                         examples="data.mnist:noisy_examples"),
+    "mnist": DatasetSpec("MNIST", "noise level (% of pixels overwritten)", _mnist,
+                         examples=_mnist_examples),
     "gsc": DatasetSpec("Google Speech Commands",
                        "noise level α (% uniform noise mixed into the waveform)",
-                       "data.speech_commands:SpeechCommandsDataset", sources=("real", "synthetic"),
+                       _speech_commands, sources=("real", "synthetic"),
                        source_titles={"synthetic": f"Google Speech Commands ({STAND_IN})"}),
 }
 
@@ -76,18 +91,13 @@ def dataset_info(cfg):
             "synthetic": cfg.source != spec.sources[0], "noise_axis": spec.noise_axis}
 
 
-def _resolve(target):
-    module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def load_dataset(cfg):
     """The dataset ``cfg`` (a DataConfig) names, loaded (fetched or generated when missing)."""
-    return _resolve(DATASETS[cfg.name].loader)(cfg)
+    return DATASETS[cfg.name].load(cfg)
 
 
 def noisy_examples(cfg):
     """A few test inputs at several noise levels, as arrays (see the dataset's ``examples``
     function), or None when the dataset has none to show."""
-    target = DATASETS[cfg.name].examples
-    return None if target is None else _resolve(target)(cfg)
+    examples = DATASETS[cfg.name].examples
+    return None if examples is None else examples(cfg)

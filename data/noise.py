@@ -9,6 +9,7 @@ pixels may be overwritten too. Levels 0.00..0.50 give 0, 39, 78, ..., 352, 392 p
 import torch
 
 NOISE_VALUE = 0.7469
+PAPER_LEVELS = tuple(round(0.05 * i, 2) for i in range(11))  # 0.00..0.50: the paper's sweep
 
 
 def noisy_pixel_count(num_pixels, level):

@@ -1,35 +1,29 @@
-"""What run.py does with its parsed arguments: one entry per ``task:`` of an experiment file.
+"""What run.py does with its parsed arguments.
 
-A task module offers ``load(path, overrides, smoke)`` -> Suite, ``run(suite, out, ...)`` and
-optionally ``describe(suite, folder)``; its report is a function of the experiment folder.
-Studies never import each other: they meet only here and in experiments/core/.
+Each ``task:`` of an experiment file is a ``Task`` object (experiments/core/task.py) that its
+study module defines and this module imports: train, theory, analysis, adversarial,
+corruptions. The experiment file is read once; the task validates it into a Suite, runs its
+pending jobs with the chosen launcher and writes its report. Studies never import each other:
+they meet only here and in experiments/core/.
 """
 
-import importlib
 import sys
 from pathlib import Path
 
 from data import DataError
-from experiments.core.config import ConfigError
-from experiments.core.launch import JobsFailed, launcher_named
+from experiments.analysis.task import TASK as ANALYSIS
+from experiments.core.config import ConfigError, read_yaml
+from experiments.core.launch import LAUNCHER_OPTIONS, JobsFailed, launcher_named
 from experiments.core.runs import experiment_dir, refuse_reference
 from experiments.core.speed import keep_freed_memory
-from experiments.core.suite import read_task
+from experiments.core.suite import task_name
+from experiments.robust.adversarial_task import TASK as ADVERSARIAL
+from experiments.robust.corruptions_task import TASK as CORRUPTIONS
+from experiments.theory.task import TASK as THEORY
+from experiments.train.suite import TASK as TRAIN
 
 USER_ERRORS = (ConfigError, DataError)
-TASKS = {  # task -> (module with load/run, "module:function" of its report, or None)
-    "train": ("experiments.train.suite", "experiments.report:write_report"),
-    "theory": ("experiments.theory.task", None),
-    "analysis": ("experiments.analysis.task", "experiments.analysis.report:write_report"),
-    "adversarial": ("experiments.robust.adversarial_task",
-                    "experiments.robust.adversarial_report:write_report"),
-    "corruptions": ("experiments.robust.corruptions_task",
-                    "experiments.robust.corruptions_report:write_report"),
-}
-LAUNCHER_FLAGS = {  # launcher -> {command-line flag: its option name in experiments/core/launch.py}
-    "local": {"jobs": "workers", "threads": "threads"},
-    "ray": {"address": "address", "cpus_per_job": "cpus_per_job", "gpus_per_job": "gpus_per_job"},
-}
+TASKS = {task.name: task for task in (TRAIN, THEORY, ANALYSIS, ADVERSARIAL, CORRUPTIONS)}
 
 
 def main(args):
@@ -48,25 +42,41 @@ def main(args):
         return 130
 
 
+def load(path, overrides=(), smoke=False):
+    """(the Task, its validated Suite) of the experiment file ``path``, read once."""
+    raw = read_yaml(path)
+    name = task_name(raw, path)
+    if name not in TASKS:
+        raise ConfigError(f"{path}: task: must be one of {', '.join(TASKS)}, got {name!r}")
+    task = TASKS[name]
+    return task, task.load(raw, Path(path), overrides, smoke)
+
+
+def load_experiment(path, overrides=(), smoke=False):
+    """The validated Suite of the experiment file ``path`` (for scripts and notebooks)."""
+    return load(path, overrides, smoke)[1]
+
+
+def run_experiment(suite, out_root, force=False, launcher="local", **options):
+    """Run ``suite``'s unfinished jobs with its task; return the experiment folder."""
+    return TASKS[suite.task].run(suite, out_root, force, launcher, **options)
+
+
 def _dispatch(args):
     keep_freed_memory()
     options = launcher_options(args)
-    name = read_task(args.config)
-    if name not in TASKS:
-        raise ConfigError(f"{args.config}: task: must be one of {', '.join(TASKS)}, got {name!r}")
-    module, report = TASKS[name]
-    task = importlib.import_module(module)
-    suite = task.load(args.config, args.overrides, smoke=args.smoke)
+    task, suite = load(args.config, args.overrides, smoke=args.smoke)
     out = Path(args.out)
     if not args.report:
         refuse_reference(out)
+    exp_dir = experiment_dir(suite, out)
     if args.describe:
-        task.describe(suite, experiment_dir(suite, out))
+        task.describe(suite, exp_dir)
         return 0
     if not args.report:
         task.run(suite, out, force=args.force, launcher=args.launcher, **options)
-    if report:
-        _resolve(report)(experiment_dir(suite, out))
+    if task.report is not None:
+        task.report(exp_dir)
     return 0
 
 
@@ -74,33 +84,13 @@ def launcher_options(args):
     """The chosen launcher's options from the command line, checked before any work: a flag of
     another launcher, a bad count, or a launcher that is unknown or not installed stops here."""
     launcher_named(args.launcher)
-    _check_counts(args)
     options = {}
-    for launcher, flags in LAUNCHER_FLAGS.items():
-        for flag, option in flags.items():
-            if getattr(args, flag) is None:
-                continue
-            if launcher != args.launcher:
-                raise ConfigError(f"{_flag(flag)}: only with --launcher {launcher}")
-            options[option] = getattr(args, flag)
+    for option in LAUNCHER_OPTIONS:
+        value = getattr(args, option.dest)
+        if value is None:
+            continue
+        if option.launcher != args.launcher:
+            raise ConfigError(f"{option.flag}: only with --launcher {option.launcher}")
+        option.check(value)
+        options[option.name] = value
     return options
-
-
-def _check_counts(args):
-    for flag in ("jobs", "threads", "cpus_per_job"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise ConfigError(f"{_flag(flag)}: must be >= 1, got {value}")
-    gpus = args.gpus_per_job
-    if gpus is not None and (gpus <= 0 or gpus > 1 and not float(gpus).is_integer()):
-        raise ConfigError(f"--gpus-per-job: must be a share in (0, 1] or a whole number of "
-                          f"GPUs, got {gpus}")
-
-
-def _flag(name):
-    return "--" + name.replace("_", "-")
-
-
-def _resolve(target):
-    module, function = target.split(":")
-    return getattr(importlib.import_module(module), function)

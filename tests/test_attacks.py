@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from experiments.robust import adversarial_report, adversarial_task, autoattack
+from experiments.cli import load_experiment, run_experiment
+from experiments.robust import adversarial_report, autoattack
 from experiments.robust.attacks import fgsm, margin, pgd, square, square_fraction
 from experiments.robust.checks import all_checks
 from experiments.robust.harness import PixelModel, bounds, check_constraints, frozen, project
@@ -161,10 +162,10 @@ def test_pgd_stops_each_image_at_a_misclassified_iterate():
 
 
 def smoke(tiny_runs, mnist_root, out, *extra):
-    suite = adversarial_task.load(CONFIG, ["source=runs", f"runs={tiny_runs}",
+    suite = load_experiment(CONFIG, ["source=runs", f"runs={tiny_runs}",
                                            "run=[sparse_cnn2,dense_cnn2]", "images=40",
                                            f"data.root={mnist_root}", *extra], smoke=True)
-    return adversarial_task.run(suite, out, threads=1)
+    return run_experiment(suite, out, threads=1)
 
 
 def test_adversarial_smoke_records_report_and_resume(tiny_runs, mnist_root, tmp_path, capsys,
@@ -231,10 +232,10 @@ def test_adversarial_smoke_on_smoke_trained_networks(mnist_root, tmp_path, capsy
     train = ["configs/mnist_table1.yaml", "--smoke", "--out", str(tmp_path), "--set",
              "run=[sparse_cnn2,dense_cnn2]", "--set", f"data.root={mnist_root}"]
     assert cli(train) == 0, capsys.readouterr().err[-2000:]
-    suite = adversarial_task.load(CONFIG, ["source=runs", "run=[sparse_cnn2,dense_cnn2]",
+    suite = load_experiment(CONFIG, ["source=runs", "run=[sparse_cnn2,dense_cnn2]",
                                            f"runs={tmp_path / 'smoke' / 'mnist_table1'}",
                                            f"data.root={mnist_root}"], smoke=True)
-    exp = adversarial_task.run(suite, tmp_path, threads=1)
+    exp = run_experiment(suite, tmp_path, threads=1)
     adversarial_report.write_report(exp)
     acc = pd.read_csv(exp / "accuracy.csv").set_index(["network", "attack"])
     for network in ("sparse_cnn2", "dense_cnn2"):
@@ -252,10 +253,10 @@ def test_adversarial_smoke_on_smoke_trained_networks(mnist_root, tmp_path, capsy
 def test_a_wrong_setting_stops_before_any_work_naming_its_key(override, message):
     from experiments.core.config import ConfigError
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        adversarial_task.load(CONFIG, [override])
+        load_experiment(CONFIG, [override])
 
 
 def test_an_override_of_one_attack_keeps_the_others():
-    cfg = adversarial_task.load(CONFIG, ["attacks.square.loss=ce"]).jobs["sparse_cnn2"]
+    cfg = load_experiment(CONFIG, ["attacks.square.loss=ce"]).jobs["sparse_cnn2"]
     assert len(cfg.attacks) == 8 and cfg.attacks["square"].loss == "ce"
     assert cfg.attacks["pgd_ce_relu"].surrogate == "relu"

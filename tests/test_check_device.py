@@ -19,7 +19,7 @@ STEPS, TEST = 3, 40
 
 
 def run(name):
-    job = check_device.train_task.load(REPO / "configs" / "mnist_table1.yaml").jobs[name]
+    job = check_device.load_experiment(REPO / "configs" / "mnist_table1.yaml").jobs[name]
     x, y, x_test = check_device.data("random", STEPS * job.train.batch_size, TEST)
     return job, check_device.compare(job.model, job.train, "cpu", STEPS, x, y, x_test)
 

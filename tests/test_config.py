@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from experiments.core.config import ConfigError
-from experiments.train.suite import load as load_experiment
+from experiments.cli import load_experiment
 from run import cli
 
 REPO = Path(__file__).resolve().parent.parent

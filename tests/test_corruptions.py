@@ -10,7 +10,8 @@ import torch
 
 from data.corruptions import CORRUPTIONS, SEVERITIES, affine, random_squares
 from data.noise import add_pixel_noise
-from experiments.robust import corruptions_report, corruptions_task
+from experiments.cli import load_experiment, run_experiment
+from experiments.robust import corruptions_report
 
 RANDOM = {"gaussian_noise", "salt_and_pepper", "occlusion", "rotation", "shear", "scale",
           "translation", "pixel_noise"}
@@ -112,10 +113,10 @@ def test_translation_and_rotation_keep_the_digits_mass_roughly():
 
 
 def smoke(tiny_runs, mnist_root, out, *extra):
-    suite = corruptions_task.load("configs/mnist_corruptions.yaml",
+    suite = load_experiment("configs/mnist_corruptions.yaml",
                                   ["source=runs", f"runs={tiny_runs}", "run=[sparse_cnn2]",
                                    f"data.root={mnist_root}", *extra], smoke=True)
-    return corruptions_task.run(suite, out, threads=1)
+    return run_experiment(suite, out, threads=1)
 
 
 def test_corruptions_smoke_records_report_and_resume(tiny_runs, mnist_root, tmp_path, capsys):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.train.suite import load as load_experiment
+from experiments.cli import load_experiment
 from experiments.core.records import read_jsonl
 from run import cli
 from tests.test_speech_commands import make_dataset

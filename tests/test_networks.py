@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from experiments.train.suite import load as load_experiment
+from experiments.cli import load_experiment
 from models import KWinners, KWinners2d, SparseWeights, build_network, count_parameters
 
 MNIST = load_experiment("configs/mnist_table1.yaml")

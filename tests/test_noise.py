@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from data.mnist import normalize
-from data.noise import NOISE_VALUE, add_pixel_noise
+from data.noise import NOISE_VALUE, PAPER_LEVELS, add_pixel_noise
 
-LEVELS = [round(0.05 * i, 2) for i in range(11)]
+LEVELS = list(PAPER_LEVELS)
 COUNTS = [0, 39, 78, 117, 156, 196, 235, 274, 313, 352, 392]
 
 

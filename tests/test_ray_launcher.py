@@ -30,8 +30,7 @@ from experiments.core.records import read_jsonl  # noqa: E402
 from experiments.core.runs import (LOCK, Job, RunLocked, claim_dir, lock_holder,  # noqa: E402
                                    run_lock)
 from experiments.train.job import run_job, summary  # noqa: E402
-from experiments.train.suite import load as load_experiment  # noqa: E402
-from experiments.train.suite import run as run_experiment  # noqa: E402
+from experiments.cli import load_experiment, run_experiment  # noqa: E402
 from run import cli  # noqa: E402
 from tests.test_training import TINY, strip_timing  # noqa: E402
 
@@ -199,9 +198,10 @@ def parent_of(pid):
 
 DRIVER = """
 import sys
-from experiments.train.suite import load, run
+from experiments.cli import load_experiment, run_experiment
 address, out, *overrides = sys.argv[1:]
-run(load("configs/mnist_table1.yaml", overrides, smoke=True), out, launcher="ray", address=address)
+run_experiment(load_experiment("configs/mnist_table1.yaml", overrides, smoke=True), out,
+               launcher="ray", address=address)
 """  # a driver process: run.py's path without the report, which both would write
 
 

@@ -1,7 +1,7 @@
 """The report: numbers recomputed by hand from a small fake set of run records.
 
 Fake MNIST experiment (full test set of 10,000, 11 noise levels, so it is compared with the
-paper's Table 1 from experiments/report/published.yaml):
+paper's Table 1 from experiments/core/published.yaml):
 
     dense_cnn2  seed 42  test [99.0, 99.3, 99.3]  noise [90000, 95000, 97000]   done
                 seed 43  test [99.4, 99.2, 99.1]  noise [96000, 98000, 99000]   done
@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from data import DataConfig, dataset_info
+from data.noise import PAPER_LEVELS
 from experiments.core import runs as core_runs
 from experiments.core.selection import best_epoch, last_epoch
 from experiments.report import compare
@@ -34,7 +35,7 @@ from experiments.report import tables as report
 from experiments.report.write import build_figures, write_report
 
 REPO = Path(__file__).resolve().parent.parent
-LEVELS = [round(0.05 * i, 2) for i in range(11)]
+LEVELS = list(PAPER_LEVELS)
 
 DENSE = {42: ([99.0, 99.3, 99.3], [90000, 95000, 97000]),
          43: ([99.4, 99.2, 99.1], [96000, 98000, 99000])}

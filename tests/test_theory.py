@@ -16,6 +16,7 @@ from experiments.theory import config as tconfig
 from experiments.theory import curves as tcurves
 from experiments.theory import exact as texact
 from experiments.theory import published as paper
+from experiments.cli import load_experiment, run_experiment
 from experiments.theory import sim, task
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "theory.yaml"
@@ -218,23 +219,35 @@ def write_config(tmp_path, text):
 ])
 def test_config_rejects_impossible_values(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
-        tconfig.load_theory_config(write_config(tmp_path, text))
+        load_experiment(write_config(tmp_path, text))
+
+
+def theory_job(suite):
+    return suite.jobs[task.JOB]
 
 
 def test_overrides_and_smoke_set_trial_counts():
-    cfg = tconfig.load_theory_config(CONFIG, ["binary.trials=7"], smoke=True)
+    cfg = theory_job(load_experiment(CONFIG, ["binary.trials=7"], smoke=True))
     assert cfg.binary.trials == 7 and cfg.scalar.trials == tconfig.SMOKE_OVERRIDES["scalar.trials"]
-    assert tconfig.load_theory_config(CONFIG) == tconfig.TheoryConfig()  # the file = the paper
+    assert theory_job(load_experiment(CONFIG)) == tconfig.TheoryConfig()  # the file = the paper
 
 
-def test_smoke_run_writes_every_figure_and_table(tmp_path):
-    task.run(task.load(CONFIG, smoke=True), tmp_path)
-    out = tmp_path / "smoke" / "theory"
+def test_smoke_run_writes_every_figure_and_table_and_resumes(tmp_path):
+    suite = load_experiment(CONFIG, smoke=True)
+    out = run_experiment(suite, tmp_path)
+    assert out == tmp_path / "smoke" / "theory"
+    task.write_report(out)
+    job = out / task.JOB / "seed-0"
     for name in ("figure2_binary.png", "figure3_scalar.png", "extra_heatmap.png",
-                 "figure2_theory.csv", "figure2_simulation.csv", "figure2_published.md",
-                 "figure3_theory.csv", "figure3_simulation.csv", "figure3_published.csv",
-                 "extra_heatmap.csv", "README.md", "config.yaml", "provenance.json"):
+                 "figure2_published.md", "figure3_published.csv", "README.md"):
         assert (out / name).stat().st_size > 0, name
-    curves = set(pd.read_csv(out / "figure2_theory.csv").curve)
+    for name in ("figure2_theory.csv", "figure2_simulation.csv", "figure3_theory.csv",
+                 "figure3_simulation.csv", "extra_heatmap.csv", "config.yaml",
+                 "provenance.json", "metrics.jsonl", "done"):
+        assert (job / name).stat().st_size > 0, name
+    done = (job / "done").read_text()
+    run_experiment(suite, tmp_path)  # a finished suite: nothing runs again
+    assert (job / "done").read_text() == done
+    curves = set(pd.read_csv(job / "figure2_theory.csv").curve)
     assert curves == {"a = 64", "a = 128", "a = 256", "a = n/2", "a = n/4"}
     assert "'a = n/2'" in (out / "README.md").read_text()

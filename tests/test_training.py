@@ -11,11 +11,11 @@ import torch
 
 from experiments.train import job as job_module
 from experiments.core.config import ConfigError
-from experiments.train.suite import load as load_experiment
+from experiments.cli import load_experiment
 from experiments.train.job import run_job
 from experiments.core.records import read_jsonl
 from models import build_network
-from experiments.train.suite import run as run_experiment
+from experiments.cli import run_experiment
 from run import cli
 
 REPO = Path(__file__).resolve().parent.parent

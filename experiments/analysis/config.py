@@ -4,9 +4,9 @@ which data and noise levels."""
 from dataclasses import dataclass, field
 
 from data import DataConfig
+from data.noise import PAPER_LEVELS
 from experiments.core.trained import TrainedSource, check_source
 
-LEVELS = [round(0.05 * i, 2) for i in range(11)]
 SMOKE_OVERRIDES = {"data.test_limit": 200, "levels": [0.0, 0.25, 0.5]}
 
 
@@ -14,7 +14,7 @@ SMOKE_OVERRIDES = {"data.test_limit": 200, "levels": [0.0, 0.25, 0.5]}
 class AnalysisConfig(TrainedSource):
     """Which trained network (TrainedSource: label, source, runs, checkpoint) on which data."""
     data: DataConfig = field(default_factory=DataConfig)
-    levels: list[float] = field(default_factory=lambda: list(LEVELS))
+    levels: list[float] = field(default_factory=lambda: list(PAPER_LEVELS))
     batch_size: int = 500
     device: str = "cpu"
 

@@ -15,7 +15,6 @@ skipped when the suite reruns.
 
 import math
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -26,8 +25,8 @@ from experiments.analysis.measures import (UnitStats, chance_match_probability, 
                                            degrees, relative_change, unit_norms,
                                            winner_overlap)
 from experiments.analysis.probe import layers_of, run_layers
-from experiments.core.records import atomic_write, write_jsonl
-from experiments.core.runs import begin_run, close_session, mark_done, open_session
+from experiments.core.lifecycle import open_run
+from experiments.core.records import atomic_write
 from experiments.core.trained import load_network
 
 NOISE_SEED_OFFSET = 104_729  # the analysis draws its own noise, apart from training's
@@ -165,22 +164,21 @@ def overlap_rows(tally):
 
 def run_job(cfg, network, seed, folder, progress=True):
     """Analyse the trained ``network`` of ``seed``; return the run's records."""
-    folder = Path(folder)
-    finished = begin_run(folder, cfg, network, seed, dataset_info(cfg.data))
-    if finished is not None:
-        return finished
-    t0 = time.perf_counter()
-    net, label, origin = load_network(cfg, network, seed)
-    open_session(folder, torch.device(cfg.device), 0, 1)
-    tally = test_pass(net, cfg, seed, progress)
-    atomic_write(folder / "units.csv", pd.DataFrame(unit_rows(net, tally)).to_csv(index=False))
-    atomic_write(folder / "overlap.csv", pd.DataFrame(overlap_rows(tally)).to_csv(index=False))
-    records = [{"label": cfg.label or label, "weights": origin, "test_inputs": tally.samples,
-                "seconds": time.perf_counter() - t0}]
-    write_jsonl(folder / "metrics.jsonl", records)
-    close_session(folder, time.perf_counter() - t0)
-    mark_done(folder, 1)
-    return records
+    with open_run(folder, cfg, network, seed, dataset_info(cfg.data)) as run:
+        if run.finished:
+            return run.records
+        t0 = time.perf_counter()
+        net, label, origin = load_network(cfg, network, seed)
+        run.start(cfg.device, 0, 1)
+        tally = test_pass(net, cfg, seed, progress)
+        atomic_write(run.folder / "units.csv",
+                     pd.DataFrame(unit_rows(net, tally)).to_csv(index=False))
+        atomic_write(run.folder / "overlap.csv",
+                     pd.DataFrame(overlap_rows(tally)).to_csv(index=False))
+        run.keep([])
+        run.add({"label": cfg.label or label, "weights": origin, "test_inputs": tally.samples,
+                 "seconds": time.perf_counter() - t0})
+    return run.records
 
 
 def summary(network, seed, records):

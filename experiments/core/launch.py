@@ -7,10 +7,11 @@ processes can import it) that runs one job to completion and returns its records
 function of those arguments alone, so nothing about a job depends on the launcher.
 ``summary(name, seed, records)`` is the line printed when a job finishes.
 
-Every launcher runs a job through ``run_one``, inside its run folder's lock (two drivers on one
-suite never run a job twice at once), and reports through ``drive``: one bar over jobs and a
-line per finished job. A job locked by another process is tried again later: it then returns
-the records that process wrote, or runs here if that process died. A job that raises is
+Every launcher runs a job through ``run_one`` and reports through ``drive``: one bar over jobs
+and a line per finished job. The job holds its run folder's lock while it runs
+(experiments/core/lifecycle.py), so two drivers on one suite never run a job twice at once; a
+job locked by another process is tried again later: it then returns the records that process
+wrote, or runs here if that process died. A job that raises is
 reported in one line, the others go on, and JobsFailed names the failed ones at the end.
 
 local (options ``workers``, ``threads``): the jobs one after another in this process
@@ -19,25 +20,26 @@ local (options ``workers``, ``threads``): the jobs one after another in this pro
 are very costly: a 2-thread job sharing 2 cores with two others ran 30x slower than with 1).
 ray (options ``address``, ``cpus_per_job``, ``gpus_per_job``): experiments/core/ray_launcher.py,
 imported only when asked for, as Ray is an optional dependency.
+
+``LAUNCHER_OPTIONS`` is the one place the launchers' command-line flags are spelt: run.py
+builds its arguments from it and experiments/cli.py checks them against it.
 """
 
-import importlib
+import importlib.util
 import os
 import sys
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from multiprocessing import get_context
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
 from experiments.core.config import ConfigError
-from experiments.core.runs import RunLocked, check_visible, run_lock
+from experiments.core.runs import RunLocked, check_visible
 from experiments.core.speed import keep_freed_memory
-
-LAUNCHERS = {"local": "experiments.core.launch:run_local",
-             "ray": "experiments.core.ray_launcher:run_ray"}
-LOCK_WAIT_SECONDS = 5  # a job locked elsewhere gives its worker back this soon, to retry later
 
 
 class JobsFailed(Exception):
@@ -53,15 +55,16 @@ def launcher_named(name):
     """The launcher function called ``name``; ConfigError if it is unknown or not installed."""
     if name not in LAUNCHERS:
         raise ConfigError(f"--launcher: must be one of {', '.join(LAUNCHERS)}, got {name!r}")
-    module, function = LAUNCHERS[name].split(":")
-    return getattr(importlib.import_module(module), function)
+    if name == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError("--launcher ray: Ray is not installed; "
+                          "pip install -r requirements-ray.txt")
+    return LAUNCHERS[name]
 
 
 def run_one(job_fn, job, progress):
-    """Run ``job`` holding its run folder's lock; RunLocked while another process holds it."""
+    """Run ``job`` (it takes its run folder's lock: RunLocked while another process holds it)."""
     check_visible(job.folder)
-    with run_lock(job.folder, wait=LOCK_WAIT_SECONDS):
-        return job_fn(job.config, job.name, job.seed, job.folder, progress)
+    return job_fn(job.config, job.name, job.seed, job.folder, progress)
 
 
 def drive(jobs, submit, summary, limit=None, cause=lambda error: error):
@@ -136,3 +139,59 @@ def _pool_worker(job_fn, job, threads):
     keep_freed_memory()
     torch.set_num_threads(threads)
     return run_one(job_fn, job, False)
+
+
+def run_ray(jobs, job_fn, summary, **options):
+    """The Ray launcher (experiments/core/ray_launcher.py), imported when used: Ray is optional."""
+    from experiments.core import ray_launcher
+    ray_launcher.run_ray(jobs, job_fn, summary, **options)
+
+
+LAUNCHERS = {"local": run_local, "ray": run_ray}
+
+
+@dataclass(frozen=True)
+class LauncherOption:
+    """One launcher's command-line option: ``flag`` on the command line, ``name`` in the
+    launcher's keyword arguments."""
+    flag: str
+    name: str
+    launcher: str
+    type: type
+    metavar: str
+    help: str
+    check: Callable = lambda value: None  # raises ConfigError for an impossible value
+
+    @property
+    def dest(self):
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+def _at_least_one(flag):
+    def check(value):
+        if value < 1:
+            raise ConfigError(f"{flag}: must be >= 1, got {value}")
+    return check
+
+
+def _gpu_share(value):
+    if value <= 0 or value > 1 and not float(value).is_integer():
+        raise ConfigError(f"--gpus-per-job: must be a share in (0, 1] or a whole number of "
+                          f"GPUs, got {value}")
+
+
+LAUNCHER_OPTIONS = (
+    LauncherOption("--jobs", "workers", "local", int, "N",
+                   "local: parallel training processes (default 1)", _at_least_one("--jobs")),
+    LauncherOption("--threads", "threads", "local", int, "N",
+                   "local: torch threads per job (default: all cores / jobs); use 1 when other "
+                   "programs share the cores", _at_least_one("--threads")),
+    LauncherOption("--address", "address", "ray", str, "HOST:PORT",
+                   "ray: the cluster (default: RAY_ADDRESS, else a cluster started by `ray "
+                   "start` here, else a new Ray instance on this machine's cores)"),
+    LauncherOption("--cpus-per-job", "cpus_per_job", "ray", int, "N",
+                   "ray: CPUs per job, which are its torch threads (default 1)",
+                   _at_least_one("--cpus-per-job")),
+    LauncherOption("--gpus-per-job", "gpus_per_job", "ray", float, "F",
+                   "ray: GPUs per job; 0.25 packs four jobs on a GPU (default 0)", _gpu_share),
+)

@@ -16,13 +16,13 @@ overrides): a variant of a network states only how it differs. ``--set seeds=[42
 keys set the experiment itself; any other key (``train.epochs=1``) applies to every network.
 """
 
+import copy
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.core.config import (ConfigError, deep_merge, from_dict, parse_override,
-                                     read_yaml, set_key)
+from experiments.core.config import ConfigError, deep_merge, from_dict, parse_override, set_key
 
 TOP_LEVEL = {"experiment", "seeds", "run", "defaults", "networks", "task", "description"}
 
@@ -36,23 +36,25 @@ class Suite:
     run: list[str]
     source: Path
     smoke: bool = False
+    task: str = "train"  # the ``task:`` of the experiment file
 
 
-def read_task(path):
-    """The ``task:`` of an experiment file (default 'train')."""
-    task = read_yaml(path).get("task", "train")
+def task_name(raw, path):
+    """The ``task:`` of an experiment file's mapping ``raw`` (default 'train')."""
+    task = raw.get("task", "train")
     if not isinstance(task, str):
         raise ConfigError(f"{path}: task: expected a name, got {task!r}")
     return task
 
 
-def load_suite(path, job_type, overrides=(), smoke=False, smoke_overrides=None):
-    """Read, merge and validate an experiment file into a Suite of ``job_type`` configs.
+def load_suite(raw, path, job_type, overrides=(), smoke=False, smoke_overrides=None):
+    """Validate an experiment file (``raw``: its mapping as ``read_yaml(path)`` returns it,
+    includes merged) into a Suite of ``job_type`` configs.
 
     With ``smoke``, ``smoke_overrides`` (dotted key -> value) apply to every network before
     the command line's, and only the first seed runs. Raises ConfigError on any problem.
     """
-    raw = read_yaml(path)
+    raw = copy.deepcopy(raw)
     where = f"{path}: "
     network_overrides = dict(smoke_overrides or {}) if smoke else {}
     for text in overrides:
@@ -79,7 +81,7 @@ def load_suite(path, job_type, overrides=(), smoke=False, smoke_overrides=None):
             raise ConfigError(f"{where}run: unknown network {name!r} (defined: "
                               f"{', '.join(jobs)})")
     return Suite(experiment, seeds[:1] if smoke else seeds, jobs, run, source=Path(path),
-                 smoke=smoke)
+                 smoke=smoke, task=task_name(raw, path))
 
 
 def _seeds(seeds, where):

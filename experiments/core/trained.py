@@ -76,3 +76,13 @@ def load_network(cfg, network, seed):
     net.load_state_dict(state["model"] if "model" in state else state)
     return net.eval(), run.get("label") or network, str(weights)
 
+
+
+def check_weights(suite, extra=lambda cfg: ()):
+    """ConfigError, before any folder is claimed, when a network of ``suite`` (or one that
+    ``extra(cfg)`` names, e.g. a transfer attack's source) has no weights for a seed."""
+    for name in suite.run:
+        cfg = suite.jobs[name]
+        for seed in suite.seeds:
+            for network in (name, *extra(cfg)):
+                network_source(cfg, network, seed)

@@ -28,11 +28,9 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
-from experiments.core.records import load_yaml
+from experiments.core.published import published
 from experiments.core.runs import load_runs
 from experiments.core.selection import SELECTIONS
-
-PUBLISHED = Path(__file__).with_name("published.yaml")
 
 
 @dataclass
@@ -52,8 +50,8 @@ class Context:
 
 # ---------------------------------------------------------------- loading (the only file reads)
 
-def load_published(path=PUBLISHED):
-    return load_yaml(Path(path).read_text())
+def load_published():
+    return published()
 
 
 def load_report(exp_dir, published=None):
@@ -241,7 +239,7 @@ def comparison_note(context):
     if context.reference is None:
         return "- No published numbers for this dataset."
     source = f"{context.reference['table']} ({context.reference['seeds']} seeds), " \
-             f"from experiments/published.yaml"
+             f"from experiments/core/published.yaml"
     if context.problem is None:
         return f"- Paper: {source}. (+x σ) = (ours − paper mean) / paper std."
     return f"- Paper: {source}, shown for reference only, not compared: {context.problem}."

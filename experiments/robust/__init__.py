@@ -12,7 +12,6 @@ the paper's pixel noise (configs/mnist_corruptions.yaml).
     checks.py                the sanity checks, from the records
     adversarial_report.py    tables, figure and checks from the records (no torch)
     corruptions_report.py    table and figure from the records (no torch)
-    adversarial_task.py      the tasks that run.py calls (load, run, describe)
+    adversarial_task.py      the Task objects experiments/cli.py imports
     corruptions_task.py
-    suite.py                 what the two tasks share
 """

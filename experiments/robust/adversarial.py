@@ -34,8 +34,9 @@ import torch
 
 from data import dataset_info
 from experiments.core.config import ConfigError
-from experiments.core.records import atomic_write, read_jsonl, save_torch, write_jsonl
-from experiments.core.runs import begin_run, close_session, mark_done, open_session, run_lock
+from experiments.core.lifecycle import open_run
+from experiments.core.records import atomic_write, save_torch
+from experiments.core.runs import run_lock
 from experiments.core.trained import load_network
 from experiments.robust import autoattack as aa
 from experiments.robust.attacks import fgsm, input_gradient, pgd, square
@@ -235,32 +236,29 @@ def run_step(ctx, step):
 
 def run_job(cfg, network, seed, folder, progress=True):
     """Attack the trained ``network`` of ``seed``; return the run's records."""
-    folder = Path(folder)
-    finished = begin_run(folder, cfg, network, seed, dataset_info(cfg.data))
-    if finished is not None:
-        return finished
-    t0 = time.perf_counter()
-    net, label, origin = load_network(cfg, network, seed)
-    records = [r for r in read_jsonl(folder / "metrics.jsonl") if not pending(r)]
-    steps = plan(cfg)
-    todo = [s for s in steps if s.name not in {r["attack"] for r in records}]
-    open_session(folder, torch.device(cfg.device), len(steps) - len(todo), len(steps))
-    ctx = Context(cfg, net.to(cfg.device), seed, *_on(test_subset(cfg), cfg.device),
-                  folder.parent.parent)
-    for step in todo:
-        rows, record = run_step(ctx, step)
-        if step.method == "clean":
-            record.update(label=cfg.label or label, weights=origin)
-        if rows is not None:
-            atomic_write(folder / "attacks" / f"{step.name}.csv", rows.to_csv(index=False))
-        records.append(record)
-        write_jsonl(folder / "metrics.jsonl", records)
-        if progress:
-            print(f"  {network}: {describe_record(record)}", flush=True)
-    close_session(folder, time.perf_counter() - t0)
-    if not any(map(pending, records)):
-        mark_done(folder, len(steps))
-    return records
+    with open_run(folder, cfg, network, seed, dataset_info(cfg.data)) as run:
+        if run.finished:
+            return run.records
+        net, label, origin = load_network(cfg, network, seed)
+        run.keep(r for r in run.records if not pending(r))
+        steps = plan(cfg)
+        todo = [s for s in steps if s.name not in {r["attack"] for r in run.records}]
+        run.start(cfg.device, len(steps) - len(todo), len(steps))
+        ctx = Context(cfg, net.to(cfg.device), seed, *_on(test_subset(cfg), cfg.device),
+                      run.folder.parent.parent)
+        for step in todo:
+            rows, record = run_step(ctx, step)
+            if step.method == "clean":
+                record.update(label=cfg.label or label, weights=origin)
+            if rows is not None:
+                atomic_write(run.folder / "attacks" / f"{step.name}.csv",
+                             rows.to_csv(index=False))
+            run.add(record)
+            if progress:
+                print(f"  {network}: {describe_record(record)}", flush=True)
+        if any(map(pending, run.records)):
+            run.unfinished()
+    return run.records
 
 
 def pending(record):

@@ -5,27 +5,20 @@ or any train experiment's run folders (``source: runs``, ``runs: results/mnist_t
 seeds). Records: experiments/robust/adversarial.py; report: adversarial_report.py.
 """
 
-from experiments.core.suite import load_suite
+from experiments.core.task import Task
+from experiments.core.trained import check_weights
 from experiments.robust.adversarial import plan, run_job, summary
+from experiments.robust.adversarial_report import write_report
 from experiments.robust.config import ADVERSARIAL_SMOKE, AdversarialConfig
-from experiments.robust.suite import run_suite
-
-__all__ = ["load", "run", "describe"]
-
-
-def load(path, overrides=(), smoke=False):
-    return load_suite(path, AdversarialConfig, overrides, smoke, ADVERSARIAL_SMOKE)
 
 
 def transfer_sources(cfg):
     return [cfg.transfer_from] if any(a.method == "transfer" for a in cfg.attacks.values()) else []
 
 
-def run(suite, out_root, force=False, launcher="local", **options):
-    """Check that every network's weights (and each transfer source's) exist, then attack the
-    networks whose jobs are not done."""
-    return run_suite(suite, out_root, run_job, summary, force, launcher, options,
-                     extra=transfer_sources)
+def check(suite):
+    """Every network's weights, and each transfer source's, exist."""
+    check_weights(suite, transfer_sources)
 
 
 def describe(suite, out_dir):
@@ -49,3 +42,7 @@ def budget(step, cfg):
             "square": f", {step.steps} queries",
             "autoattack": f", {'/'.join(aa.attacks)} ({aa.iterations} steps, {aa.targets} "
                           f"targets, {aa.queries} queries)"}.get(step.method, "")
+
+
+TASK = Task("adversarial", AdversarialConfig, run_job, summary, report=write_report,
+            describe_suite=describe, smoke_overrides=ADVERSARIAL_SMOKE, check=check)

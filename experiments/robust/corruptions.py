@@ -10,14 +10,12 @@ finished corruptions.
 
 import time
 import zlib
-from pathlib import Path
 
 import torch
 
 from data import dataset_info
 from data.corruptions import CORRUPTIONS
-from experiments.core.records import read_jsonl, write_jsonl
-from experiments.core.runs import begin_run, close_session, mark_done, open_session
+from experiments.core.lifecycle import open_run
 from experiments.core.trained import load_network
 from experiments.robust.harness import PixelModel, frozen, predict, test_images
 
@@ -49,31 +47,26 @@ def evaluate(model, cfg, name, x, y):
 
 def run_job(cfg, network, seed, folder, progress=True):
     """Evaluate the trained ``network`` of ``seed`` under every corruption; return the records."""
-    folder = Path(folder)
-    finished = begin_run(folder, cfg, network, seed, dataset_info(cfg.data))
-    if finished is not None:
-        return finished
-    t0 = time.perf_counter()
-    net, label, origin = load_network(cfg, network, seed)
-    model = PixelModel(net.to(cfg.device))
-    x, y = test_images(cfg.data)
-    records = read_jsonl(folder / "metrics.jsonl")
-    names = [CLEAN, *cfg.corruptions]
-    todo = [n for n in names if n not in {r["corruption"] for r in records}]
-    open_session(folder, torch.device(cfg.device), len(names) - len(todo), len(names))
-    with frozen(net):
-        for name in todo:
-            record = evaluate(model, cfg, name, x, y)
-            if name == CLEAN:
-                record.update(label=cfg.label or label, weights=origin)
-            records.append(record)
-            write_jsonl(folder / "metrics.jsonl", records)
-            if progress:
-                scores = ", ".join(f"{100 * a:.1f}%" for a in record["accuracy"])
-                print(f"  {network}: {name} {scores} ({record['seconds']:.0f} s)", flush=True)
-    close_session(folder, time.perf_counter() - t0)
-    mark_done(folder, len(names))
-    return records
+    with open_run(folder, cfg, network, seed, dataset_info(cfg.data)) as run:
+        if run.finished:
+            return run.records
+        net, label, origin = load_network(cfg, network, seed)
+        model = PixelModel(net.to(cfg.device))
+        x, y = test_images(cfg.data)
+        names = [CLEAN, *cfg.corruptions]
+        todo = [n for n in names if n not in {r["corruption"] for r in run.records}]
+        run.start(cfg.device, len(names) - len(todo), len(names))
+        with frozen(net):
+            for name in todo:
+                record = evaluate(model, cfg, name, x, y)
+                if name == CLEAN:
+                    record.update(label=cfg.label or label, weights=origin)
+                run.add(record)
+                if progress:
+                    scores = ", ".join(f"{100 * a:.1f}%" for a in record["accuracy"])
+                    print(f"  {network}: {name} {scores} ({record['seconds']:.0f} s)",
+                          flush=True)
+    return run.records
 
 
 def summary(network, seed, records):

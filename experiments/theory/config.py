@@ -1,8 +1,9 @@
 """The theory task's settings (configs/theory.yaml): dataclasses with the paper's defaults."""
 
+import copy
 from dataclasses import dataclass, field
 
-from experiments.core.config import from_dict, parse_override, read_yaml, set_key
+from experiments.core.config import from_dict, parse_override, set_key
 from experiments.theory.published import FIG3_LEFT_N, FIG3_RIGHT_S
 
 SMOKE_OVERRIDES = {"binary.trials": 2000, "binary.importance_trials": 500, "scalar.trials": 2,
@@ -128,13 +129,12 @@ def _check_curves(a_values, a_fractions, n_values, s):
                          f"got {a_values}")
 
 
-def load_theory_config(path, overrides=(), smoke=False):
-    """The validated TheoryConfig of ``path`` (+ smoke trial counts, then ``--set`` overrides)."""
-    raw = read_yaml(path)
+def theory_config(raw, path, overrides=(), smoke=False):
+    """The validated TheoryConfig of the mapping ``raw`` read from ``path`` (+ the smoke trial
+    counts, then the ``--set`` overrides)."""
+    raw = copy.deepcopy(raw)
     for key, value in (SMOKE_OVERRIDES.items() if smoke else ()):
         set_key(raw, key.split("."), value)
     for text in overrides:
         set_key(raw, *parse_override(text))
     return from_dict(TheoryConfig, raw, f"{path}: ")
-
-

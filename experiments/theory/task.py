@@ -1,23 +1,27 @@
-"""``python run.py configs/theory.yaml``: compute, simulate, plot and write results/theory/.
+"""``python run.py configs/theory.yaml``: section 3's curves, as a suite of one job.
 
-It writes the figures as PNG, the CSV behind every curve, the published-vs-ours tables,
-README.md with the captions and checks, config.yaml and provenance.json.
+The job (``section3``, seeded by the config's ``seed``) computes and simulates every curve
+and writes the CSV behind each into its run folder, results/theory/section3/seed-<seed>/ (with
+config.yaml, provenance.json, metrics.jsonl and ``done``, as every job). The report draws the
+figures, the published-vs-ours tables and README.md (captions and checks) into
+results/theory/ from those files alone.
 """
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+import pandas as pd
 
-from experiments.core.config import ConfigError, to_dict
+from experiments.core.config import from_dict
 from experiments.core.figures import save_png
-from experiments.core.records import atomic_write, provenance, write_yaml
-from experiments.core.runs import experiment_dir
+from experiments.core.lifecycle import open_run
+from experiments.core.records import atomic_write
+from experiments.core.runs import load_runs
 from experiments.core.suite import Suite
 from experiments.core.tables import markdown_table, write_table
-from experiments.theory.config import load_theory_config
+from experiments.core.task import Task
+from experiments.theory.config import TheoryConfig, theory_config
 from experiments.theory.curves import compute_all, curve_label
 from experiments.theory.figures import figure2, figure3, heatmap_figure
 from experiments.theory.published import PAPER_QUARTER, QUARTER_NOTE
@@ -108,10 +112,11 @@ def formatted(frame, formats):
 def readme_text(cfg, frames, wall_s, timings):
     sections = [
         "# Section 3 theory: Figures 2 and 3, and P(match) over (n, a)", "",
-        f"Regenerate with `python run.py configs/theory.yaml` ({wall_s:.0f} s wall time here; "
-        f"per step: {', '.join(f'{k} {v:g} s' for k, v in timings.items())}). Seed "
-        f"{cfg.seed}; resolved settings in config.yaml, machine and versions in "
-        f"provenance.json.", "",
+        f"Regenerate with `python run.py configs/theory.yaml` ({wall_s:.0f} s of computing "
+        f"here; per step: {', '.join(f'{k} {v:g} s' for k, v in timings.items())}). Seed "
+        f"{cfg.seed}; resolved settings, machine and versions in the job's folder "
+        f"({JOB}/seed-{cfg.seed}/: config.yaml, provenance.json), with the CSV behind every "
+        f"curve and point.", "",
         "![Figure 2](figure2_binary.png)", "", figure2_caption(cfg.binary, cfg.ci_level), "",
         "![Figure 3](figure3_scalar.png)", "", figure3_caption(cfg.scalar, cfg.ci_level), "",
         "![P(match) over (n, a)](extra_heatmap.png)", "", heatmap_caption(cfg.binary), "",
@@ -121,7 +126,8 @@ def readme_text(cfg, frames, wall_s, timings):
         markdown_table(figure2_table(frames)), "", QUARTER_NOTE, "",
         "Figure 3 (simulated frequencies):", "",
         markdown_table(figure3_table(frames)), "",
-        "Data: figure2_*.csv, figure3_*.csv and extra_heatmap.csv hold every curve and point."]
+        f"Data: {JOB}/seed-{cfg.seed}/figure2_*.csv, figure3_*.csv and extra_heatmap.csv hold "
+        f"every curve and point."]
     return "\n".join(sections) + "\n"
 
 
@@ -136,49 +142,80 @@ def figure3_table(frames):
                       "frequency": ".3g", "sim_rel_diff": "+.1%"})
 
 
-def write_all(cfg, frames, out, timings, start):
-    """Write the CSVs, tables, figures, README, config and provenance under ``out``."""
-    for name in ("figure2_theory", "figure2_simulation", "figure3_theory",
-                 "figure3_simulation", "extra_heatmap"):
-        atomic_write(out / f"{name}.csv", frames[name].to_csv(index=False))
-    write_table(figure2_table(frames), out / "figure2_published",
-                title="Figure 2: the paper's theory values vs our exact ones",
-                notes=[QUARTER_NOTE])
-    write_table(figure3_table(frames), out / "figure3_published",
-                title="Figure 3: the paper's frequencies vs our theory and simulation")
-    save_png(figure2(cfg.binary, cfg.ci_level, frames["figure2_theory"],
-                     frames["figure2_simulation"], frames["figure2_published"]),
-             out / "figure2_binary.png")
-    save_png(figure3(cfg.scalar, frames["figure3_theory"], frames["figure3_simulation"],
-                     frames["figure3_published"]), out / "figure3_scalar.png")
-    save_png(heatmap_figure(frames["extra_heatmap"], cfg.binary), out / "extra_heatmap.png")
-    wall_s = time.time() - start
-    atomic_write(out / "README.md", readme_text(cfg, frames, wall_s, timings))
-    write_yaml(out / "config.yaml", to_dict(cfg))
-    run_stamp = {**provenance(torch.device("cpu")), "wall_time_s": round(wall_s, 1),
-                 "timings_s": timings}
-    atomic_write(out / "provenance.json", json.dumps(run_stamp, indent=2, default=str) + "\n")
-    return wall_s
+FRAMES = ("figure2_theory", "figure2_simulation", "figure2_published", "figure3_theory",
+          "figure3_simulation", "figure3_published", "extra_heatmap")
+JOB = "section3"  # the theory suite's one job: <out>/theory/section3/seed-<seed>/
 
 
-def load(path, overrides=(), smoke=False):
+def run_job(cfg, network, seed, folder, progress=True):
+    """Compute and simulate every curve; the run folder gets one CSV per table of FRAMES and
+    a metrics line with each step's wall time. Returns the records."""
+    with open_run(folder, cfg, network, seed, {"name": "theory", "title": "section 3"}) as run:
+        if run.finished:
+            return run.records
+        run.start("cpu", 0, 1)
+        start, timings = time.perf_counter(), {}
+        frames = compute_all(cfg, timings)
+        for name in FRAMES:
+            atomic_write(run.folder / f"{name}.csv", frames[name].to_csv(index=False))
+        run.keep([])
+        run.add({"timings": timings, "seconds": round(time.perf_counter() - start, 1)})
+        if progress:
+            print("\n".join(agreement(frames)))
+    return run.records
+
+
+def summary(network, seed, records):
+    return f"theory: computed in {records[-1]['seconds']:.1f} s"
+
+
+def load_job(exp_dir):
+    """(TheoryConfig, frames, the metrics record) of the experiment's finished job."""
+    runs = [run for run in load_runs(exp_dir) if run.done]
+    if not runs:
+        return None
+    run = runs[0]
+    fields = {k: v for k, v in run.config.items() if k != "network"}
+    cfg = from_dict(TheoryConfig, fields, f"{exp_dir}/{run.network}/seed-{run.seed}/config.yaml: ")
+    folder = Path(exp_dir) / run.network / f"seed-{run.seed}"
+    frames = {name: pd.read_csv(folder / f"{name}.csv") for name in FRAMES}
+    return cfg, frames, run.records[-1]
+
+
+def write_report(exp_dir):
+    """Write the tables, figures and README.md of ``exp_dir`` from its job's records."""
+    exp_dir = Path(exp_dir)
+    job = load_job(exp_dir)
+    if job is None:
+        print(f"report: no finished theory job under {exp_dir} yet; nothing to report")
+        return []
+    cfg, frames, record = job
+    paths = list(write_table(figure2_table(frames), exp_dir / "figure2_published",
+                             title="Figure 2: the paper's theory values vs our exact ones",
+                             notes=[QUARTER_NOTE]))
+    paths += write_table(figure3_table(frames), exp_dir / "figure3_published",
+                         title="Figure 3: the paper's frequencies vs our theory and simulation")
+    figures = {"figure2_binary": figure2(cfg.binary, cfg.ci_level, frames["figure2_theory"],
+                                         frames["figure2_simulation"],
+                                         frames["figure2_published"]),
+               "figure3_scalar": figure3(cfg.scalar, frames["figure3_theory"],
+                                         frames["figure3_simulation"],
+                                         frames["figure3_published"]),
+               "extra_heatmap": heatmap_figure(frames["extra_heatmap"], cfg.binary)}
+    for stem, fig in figures.items():
+        save_png(fig, exp_dir / f"{stem}.png")
+        paths.append(exp_dir / f"{stem}.png")
+    atomic_write(exp_dir / "README.md",
+                 readme_text(cfg, frames, record["seconds"], record["timings"]))
+    paths.append(exp_dir / "README.md")
+    print("report: wrote " + ", ".join(str(p) for p in paths))
+    return paths
+
+
+def load(raw, path, overrides=(), smoke=False):
     """configs/theory.yaml as a Suite of one job (its TheoryConfig), written to <out>/theory."""
-    cfg = load_theory_config(path, overrides, smoke)
-    return Suite("theory", [cfg.seed], {"theory": cfg}, ["theory"], Path(path), smoke)
+    cfg = theory_config(raw, path, overrides, smoke)
+    return Suite("theory", [cfg.seed], {JOB: cfg}, [JOB], Path(path), smoke, task="theory")
 
 
-def run(suite, out_root, **_launch_options):
-    """Compute, simulate, plot and write the experiment folder; return it."""
-    start = time.time()
-    cfg = suite.jobs["theory"]
-    out = experiment_dir(suite, out_root)
-    timings = {}
-    frames = compute_all(cfg, timings)
-    wall_s = write_all(cfg, frames, out, timings, start)
-    print(f"theory: wrote {out} in {wall_s:.1f} s")
-    print("\n".join(agreement(frames)))
-    return out
-
-
-def describe(suite, out_dir):
-    raise ConfigError(f"{suite.source}: --describe lists networks; the theory task has none")
+TASK = Task("theory", TheoryConfig, run_job, summary, report=write_report, loader=load)

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from data import DataConfig
+from data.noise import PAPER_LEVELS
 from models import NetworkConfig
 
-DEFAULT_LEVELS = [round(0.05 * i, 2) for i in range(11)]
 SMOKE_OVERRIDES = {"train.epochs": 1, "data.train_limit": 256, "data.test_limit": 200}
 
 
@@ -52,7 +52,7 @@ class TrainConfig:
 
 @dataclass
 class NoiseConfig:
-    levels: list[float] = field(default_factory=lambda: list(DEFAULT_LEVELS))
+    levels: list[float] = field(default_factory=lambda: list(PAPER_LEVELS))
 
     def check(self):
         if not self.levels or any(not 0.0 <= v <= 1.0 for v in self.levels):

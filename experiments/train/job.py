@@ -16,8 +16,8 @@ import torch
 
 from data import dataset_info, load_dataset
 from experiments.core.measures import entropy_ratio
-from experiments.core.records import read_jsonl, save_torch, write_jsonl
-from experiments.core.runs import begin_run, close_session, mark_done, open_session
+from experiments.core.lifecycle import open_run
+from experiments.core.records import save_torch
 from experiments.core.selection import best_epoch
 from experiments.train.loop import (make_optimizer, num_batches, resolve_device, set_lr,
                                     train_epoch)
@@ -50,33 +50,29 @@ def save_checkpoint(folder, model, optimizer, epochs_finished):
 
 def run_job(job, network, seed, folder, progress=True):
     """Train ``network`` with ``seed`` as ``job`` says; return the list of epoch records."""
-    folder = Path(folder)
-    finished = begin_run(folder, job, network, seed, dataset_info(job.data))
-    if finished is not None:
-        return finished
-    t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    device = resolve_device(job.train.device)
-    model = build_network(job.model).to(device)
-    optimizer = make_optimizer(model, job.train)
-    start = load_checkpoint(folder, model, optimizer, device)
-    records = read_jsonl(folder / "metrics.jsonl")[:start]
-    open_session(folder, device, start, job.train.epochs)
-    dataset = load_dataset(job.data)
-    sweep = NoiseSweep(dataset, job.noise.levels, seed, device)
-    for epoch in range(start, job.train.epochs):
-        record = run_epoch(model, optimizer, dataset, sweep, job, epoch=epoch, seed=seed,
-                           device=device, progress=progress)
-        records.append(record)
-        if best_epoch(records) is record:
-            save_torch(folder / "best.pt", model.state_dict())
-        write_jsonl(folder / "metrics.jsonl", records)
-        save_checkpoint(folder, model, optimizer, epoch + 1)
-        print(f"{network} seed {seed} epoch {epoch}: test {record['test_accuracy']:.2f}%, "
-              f"noise score {record['noise_score']:,} ({record['seconds']:.0f} s)", flush=True)
-    close_session(folder, time.perf_counter() - t0)
-    mark_done(folder, len(records))
-    return records
+    with open_run(folder, job, network, seed, dataset_info(job.data)) as run:
+        if run.finished:
+            return run.records
+        torch.manual_seed(seed)
+        device = resolve_device(job.train.device)
+        model = build_network(job.model).to(device)
+        optimizer = make_optimizer(model, job.train)
+        start = load_checkpoint(run.folder, model, optimizer, device)
+        run.keep(run.records[:start])
+        run.start(device, start, job.train.epochs)
+        dataset = load_dataset(job.data)
+        sweep = NoiseSweep(dataset, job.noise.levels, seed, device)
+        for epoch in range(start, job.train.epochs):
+            record = run_epoch(model, optimizer, dataset, sweep, job, epoch=epoch, seed=seed,
+                               device=device, progress=progress)
+            run.add(record)
+            if best_epoch(run.records) is record:
+                save_torch(run.folder / "best.pt", model.state_dict())
+            save_checkpoint(run.folder, model, optimizer, epoch + 1)
+            print(f"{network} seed {seed} epoch {epoch}: test {record['test_accuracy']:.2f}%, "
+                  f"noise score {record['noise_score']:,} ({record['seconds']:.0f} s)",
+                  flush=True)
+    return run.records
 
 
 def run_epoch(model, optimizer, dataset, sweep, job, *, epoch, seed, device, progress):

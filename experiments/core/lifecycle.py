@@ -1,0 +1,113 @@
+"""One run lifecycle, written once: every study's job opens its run folder with ``open_run``,
+and every suite runs its unfinished jobs with ``run_pending``.
+
+Job side (a job is a function of (config, network, seed, folder, progress) alone):
+
+    with open_run(folder, config, network, seed, dataset) as run:  # claim, lock, heartbeat
+        if run.finished:              # the folder is done: its records, and nothing runs
+            return run.records
+        run.start(device, first, total)   # a provenance session for steps first..total
+        run.add(record)                   # one metrics.jsonl line per finished step (atomic)
+    return run.records                # a normal exit closes the session and writes ``done``
+
+``run.records`` starts as what metrics.jsonl holds (a resumed job keeps the part it trusts with
+``run.keep``); a job that must not be marked done yet (a step left for a missing package) says
+``run.unfinished()``. An exception leaves the folder resumable: no ``done``, the session open.
+The folder's lock (experiments/core/runs.py ``run_lock``) is held, and touched by a heartbeat,
+for the whole block: two processes never run one job at once; a job locked elsewhere raises
+RunLocked, which the launchers turn into "try again later".
+
+Suite side: ``run_pending`` claims every job's folder before any work (refusing a folder that
+holds another config's run), prints how many are done, and launches the rest.
+"""
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from experiments.core.launch import launch
+from experiments.core.records import atomic_write, read_jsonl, write_jsonl
+from experiments.core.runs import (claim_dir, close_session, experiment_dir, is_done, mark_done,
+                                   open_session, prepare, resolved_config, run_lock)
+
+LOCK_WAIT_SECONDS = 5  # a job locked elsewhere gives its worker back this soon, to retry later
+
+
+class Run:
+    """An open run folder: its records so far, and the session this process adds."""
+
+    def __init__(self, folder, finished):
+        self.folder = Path(folder)
+        self.records = read_jsonl(self.folder / "metrics.jsonl")
+        self.finished = finished
+        self.started = None  # perf_counter at start(); None: this process ran no step
+        self.complete = True
+
+    def start(self, device, first, total, **extra):
+        """Open a provenance session for steps ``first``..``total`` on ``device``."""
+        device = torch.device(device) if isinstance(device, str) else device
+        open_session(self.folder, device, first, total, **extra)
+        self.started = time.perf_counter()
+
+    def keep(self, records):
+        """Resume from ``records`` (the part of metrics.jsonl the job trusts)."""
+        self.records = list(records)
+
+    def add(self, record):
+        """Append one finished step's record and rewrite metrics.jsonl atomically."""
+        self.records.append(record)
+        write_jsonl(self.folder / "metrics.jsonl", self.records)
+
+    def unfinished(self):
+        """Close the session on exit but do not mark the run done (a rerun resumes it)."""
+        self.complete = False
+
+    def close(self):
+        if self.started is None:
+            return
+        close_session(self.folder, time.perf_counter() - self.started)
+        if self.complete:
+            mark_done(self.folder, len(self.records))
+
+
+@contextmanager
+def open_run(folder, config, network, seed, dataset, lock_wait=LOCK_WAIT_SECONDS):
+    """The lifecycle of one job's run folder (see the module docstring).
+
+    ``dataset`` is what the data is (a JSON-safe dict: data.dataset_info), written as
+    dataset.json for reports that read no data.
+    """
+    folder = Path(folder)
+    if is_done(folder):
+        yield Run(folder, finished=True)
+        return
+    claim_dir(folder, resolved_config(config, network, seed))
+    with run_lock(folder, wait=lock_wait):
+        if is_done(folder):  # finished by another process while we waited for the lock
+            yield Run(folder, finished=True)
+            return
+        atomic_write(folder / "dataset.json", json.dumps(dataset, indent=2) + "\n")
+        run = Run(folder, finished=False)
+        yield run
+        run.close()
+
+
+def run_pending(suite, out_root, task, force=False, launcher="local", **options):
+    """Run every unfinished job of ``suite`` with ``task``'s job function; return the
+    experiment folder. ``task.check(suite)`` runs first (e.g. every network's weights exist)
+    and ``task.before_jobs(suite, exp_dir)`` once before the jobs start."""
+    if task.check is not None:
+        task.check(suite)
+    pending = prepare(suite, out_root, force)
+    total = len(suite.run) * len(suite.seeds)
+    print(f"{suite.experiment}: {total} jobs, {total - len(pending)} already done, "
+          f"{len(pending)} to run")
+    exp_dir = experiment_dir(suite, out_root)
+    if pending:
+        if task.before_jobs is not None:
+            task.before_jobs(suite, exp_dir)
+        launch(pending, task.run_job, task.summary, launcher, **options)
+    return exp_dir

@@ -1,0 +1,45 @@
+"""A study as run.py sees it: a ``Task`` object that each study module defines and
+experiments/cli.py imports (no lookup by module name).
+
+    load(raw, path, overrides, smoke) -> Suite     the experiment file, validated, parsed once
+    run(suite, out_root, force, launcher, **options) -> the experiment folder
+    describe(suite, exp_dir)                       --describe: what would run, no work
+    report(exp_dir) -> paths                       tables and figures from the records alone
+    doc_blocks(exp_dir) -> {block: markdown}       the generated blocks of README.md and docs/
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from experiments.core.config import ConfigError
+from experiments.core.lifecycle import run_pending
+from experiments.core.suite import load_suite
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str  # the ``task:`` of an experiment file
+    job_config: type  # the dataclass of one job's resolved config
+    run_job: Callable  # (config, network, seed, folder, progress) -> records
+    summary: Callable  # (network, seed, records) -> the line printed when a job ends
+    report: Optional[Callable] = None  # (exp_dir) -> written paths
+    describe_suite: Optional[Callable] = None  # (suite, exp_dir) for --describe
+    smoke_overrides: dict = field(default_factory=dict)  # dotted key -> value under --smoke
+    check: Optional[Callable] = None  # (suite): ConfigError before any folder is claimed
+    before_jobs: Optional[Callable] = None  # (suite, exp_dir): once, before pending jobs
+    doc_blocks: Optional[Callable] = None  # (exp_dir) -> {block name: markdown}
+    loader: Optional[Callable] = None  # (raw, path, overrides, smoke) -> Suite, if not a suite
+
+    def load(self, raw, path, overrides=(), smoke=False):
+        if self.loader is not None:
+            return self.loader(raw, path, overrides, smoke)
+        return load_suite(raw, path, self.job_config, overrides, smoke, self.smoke_overrides)
+
+    def run(self, suite, out_root, force=False, launcher="local", **options):
+        return run_pending(suite, out_root, self, force, launcher, **options)
+
+    def describe(self, suite, exp_dir):
+        if self.describe_suite is None:
+            raise ConfigError(f"{suite.source}: --describe is not available for task "
+                              f"{self.name!r}")
+        self.describe_suite(suite, exp_dir)
