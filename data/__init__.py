@@ -6,6 +6,7 @@ A *dataset* is what the training loop needs, all as model-ready tensors:
     ds.train_batches(batch_size, generator) -> iterator of (x, y)   one epoch, on the CPU
     ds.test_set()                          -> (x, y)                clean test inputs
     ds.noisy_test_set(level, generator)    -> (x, y)                test inputs at one noise level
+    ds.validation_set()                    -> (x, y) or None        held-out training inputs
 
 Every dataset is one entry of ``DATASETS``: its title, the noise axis of its plots, the
 sources it can be read from, and the function that loads it. Adding a dataset is adding an
@@ -64,6 +65,7 @@ class DataConfig:
     source: str = "real"  # gsc: real | synthetic (the offline stand-in)
     train_limit: Optional[int] = None  # use only the first N training samples (smoke runs)
     test_limit: Optional[int] = None  # use only the first N test samples (smoke runs)
+    validation: int = 0  # mnist: hold N training images out as a validation set (0: none)
     augment: bool = False  # gsc: the paper's waveform/STFT augmentation
     silence_fraction: float = 0.0  # gsc: all-zero clips added to training, as a fraction of it
     download: bool = True  # fetch the dataset when it is missing
@@ -79,6 +81,11 @@ class DataConfig:
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ValueError(f"{key}: must be >= 1 or null, got {value}")
+        if self.validation and self.name != "mnist":
+            raise ValueError(f"validation: only for mnist ({self.name} has its own validation "
+                             f"list), got {self.validation}")
+        if not 0 <= self.validation < 60_000:
+            raise ValueError(f"validation: must be in 0..59999, got {self.validation}")
         if not 0.0 <= self.silence_fraction < 1.0:
             raise ValueError(f"silence_fraction: must be in [0, 1), got {self.silence_fraction}")
 

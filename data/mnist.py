@@ -208,14 +208,34 @@ def normalize(images):
     return ((x - MEAN) / STD).reshape(-1, 1, 28, 28)
 
 
+VALIDATION_SEED = 20_190_328  # draws the held-out images once, the same for every run
+
+
+def validation_split(num_train, size):
+    """(training indices, validation indices), each in the training set's order: ``size``
+    images drawn uniformly at random, without replacement, from VALIDATION_SEED alone, so that
+    every network and seed holds out the same ones."""
+    order = torch.randperm(num_train, generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    return order[size:].sort().values, order[:size].sort().values
+
+
 class MNISTDataset:
-    """MNIST as in-memory tensors (60k train, 10k test), normalised (mean 0.1307, std 0.3081)."""
+    """MNIST as in-memory tensors (60k train, 10k test), normalised (mean 0.1307, std 0.3081).
+
+    With ``cfg.validation`` = N > 0, N training images (``validation_split``) are held out:
+    training sees the other 60,000 - N, and ``validation_set()`` returns the N.
+    """
 
     input_shape = (1, 28, 28)
     num_classes = 10
 
     def __init__(self, cfg):
         train_x, train_y, test_x, test_y = load_mnist(cfg.root, cfg.download)
+        self.validation = None
+        if cfg.validation:
+            keep, held = validation_split(len(train_y), cfg.validation)
+            self.validation = (normalize(train_x[held]), train_y[held])
+            train_x, train_y = train_x[keep], train_y[keep]
         self._train_pixels = train_x[:cfg.train_limit]  # uint8 until a first training batch
         self.train_y = train_y[:cfg.train_limit]
         self.test_pixels = (test_x[:cfg.test_limit].float() / 255.0).unsqueeze(1)  # [0, 1]
@@ -239,6 +259,9 @@ class MNISTDataset:
 
     def noisy_test_set(self, level, generator):
         return normalize(add_pixel_noise(self.test_pixels, level, generator)), self.test_y
+
+    def validation_set(self):
+        return self.validation
 
 
 EXAMPLE_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)

@@ -76,7 +76,7 @@ def _dispatch(args):
     if not args.report:
         task.run(suite, out, force=args.force, launcher=args.launcher, **options)
     if task.report is not None:
-        task.report(exp_dir)
+        task.report(exp_dir, suite)
     return 0
 
 

@@ -310,3 +310,31 @@ def test_notebook_runs_on_a_fake_results_folder(mnist_dir, monkeypatch):
                    resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
     text = json.dumps([cell.get("outputs", []) for cell in nb.cells])
     assert "Dense CNN-2" in text and "image/png" in text
+
+
+def test_paired_comparison_by_hand_on_finished_common_seeds(mnist_dir, tmp_path):
+    """Sparse - dense on seeds 42 and 43 (44 is unfinished, and dense has no 44): best epochs
+    are epoch 1 (99.0) and 0 (99.2) for sparse, 1 (99.3) and 0 (99.4) for dense."""
+    from experiments.core.suite import CompareConfig, Suite
+    from experiments.report import paired as report_paired
+    context = report.load_report(mnist_dir)
+    frame = report_paired.paired_frame(context, [("sparse_cnn2", "dense_cnn2")])
+    noise = frame[(frame.selection == "best") & (frame.metric == "noise")].iloc[0]
+    assert noise.n == 2 and noise.seeds == "42, 43"
+    assert noise["mean"] == pytest.approx(((103000 - 95000) + (101000 - 96000)) / 2)
+    assert (noise.higher, noise.lower) == (2, 0) and noise.sign_p == pytest.approx(0.5)
+    last = frame[(frame.selection == "last") & (frame.metric == "test")].iloc[0]
+    assert last["mean"] == pytest.approx(((98.5 - 99.3) + (99.2 - 99.1)) / 2)
+    suite = Suite("mnist_fake", [42, 43], {"sparse_cnn2": None, "dense_cnn2": None},
+                  ["sparse_cnn2", "dense_cnn2"], tmp_path, compare=CompareConfig("dense_cnn2"))
+    paths = report_paired.write_paired(context, suite, mnist_dir)
+    assert mnist_dir / "paired.md" in paths
+    text = (mnist_dir / "paired.md").read_text()
+    assert "| Sparse CNN-2 − Dense CNN-2 | 2 | +6,500 " in text and "**last epoch**" in text
+
+
+def test_value_at_reads_dotted_keys_with_list_indices():
+    from experiments.report.paired import value_at
+    config = {"model": {"conv": [{"k": 400}, {"k": 300}], "hidden": {"density": 0.3}}}
+    assert value_at(config, "model.conv.1.k") == 300
+    assert value_at(config, "model.hidden.density") == 0.3

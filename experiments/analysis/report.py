@@ -236,7 +236,7 @@ def duty_cycle_figure(units):
     return fig, pd.DataFrame(rows)
 
 
-def write_report(exp_dir):
+def write_report(exp_dir, suite=None):
     """Write the tables and figures of an analysis experiment; return the paths."""
     exp_dir = Path(exp_dir)
     units, overlap = load_frames(exp_dir)

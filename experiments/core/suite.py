@@ -18,13 +18,30 @@ keys set the experiment itself; any other key (``train.epochs=1``) applies to ev
 
 import copy
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from experiments.core.config import ConfigError, deep_merge, from_dict, parse_override, set_key
 
-TOP_LEVEL = {"experiment", "seeds", "run", "defaults", "networks", "task", "description"}
+TOP_LEVEL = {"experiment", "seeds", "run", "defaults", "networks", "task", "description",
+             "compare", "axes"}
+
+
+@dataclass
+class CompareConfig:
+    """``compare:`` the paired comparisons (a - b on the same seeds) the report tests: every
+    network of ``run`` against ``against``, and the listed ``pairs`` [a, b]."""
+    against: Optional[str] = None
+    pairs: list[list[str]] = field(default_factory=list)
+
+
+@dataclass
+class AxisConfig:
+    """One entry of ``axes:``: a config key swept over ``networks`` (the report draws the
+    scores against the key's value, e.g. model.hidden.k, or model.conv.0.k for a list)."""
+    key: str
+    networks: list[str]
 
 
 @dataclass
@@ -37,6 +54,15 @@ class Suite:
     source: Path
     smoke: bool = False
     task: str = "train"  # the ``task:`` of the experiment file
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    axes: dict[str, AxisConfig] = field(default_factory=dict)
+
+    def pairs(self):
+        """Every (a, b) of ``compare`` whose networks both run, in file order."""
+        pairs = [(name, self.compare.against) for name in self.run
+                 if self.compare.against and name != self.compare.against]
+        pairs += [tuple(pair) for pair in self.compare.pairs]
+        return [(a, b) for a, b in pairs if a in self.run and b in self.run]
 
 
 def task_name(raw, path):
@@ -80,8 +106,29 @@ def load_suite(raw, path, job_type, overrides=(), smoke=False, smoke_overrides=N
         if name not in jobs:
             raise ConfigError(f"{where}run: unknown network {name!r} (defined: "
                               f"{', '.join(jobs)})")
+    compare = from_dict(CompareConfig, raw.get("compare", {}), f"{where}compare")
+    axes = from_dict(Axes, {"axes": raw.get("axes", {})}, where).axes
+    _check_names(compare, axes, jobs, where)
     return Suite(experiment, seeds[:1] if smoke else seeds, jobs, run, source=Path(path),
-                 smoke=smoke, task=task_name(raw, path))
+                 smoke=smoke, task=task_name(raw, path), compare=compare, axes=axes)
+
+
+@dataclass
+class Axes:
+    axes: dict[str, AxisConfig] = field(default_factory=dict)
+
+
+def _check_names(compare, axes, jobs, where):
+    """ConfigError for a network of ``compare`` or ``axes`` that the file does not define."""
+    named = [("compare.against", compare.against)] if compare.against else []
+    for i, pair in enumerate(compare.pairs):
+        if len(pair) != 2:
+            raise ConfigError(f"{where}compare.pairs[{i}]: expected [a, b], got {pair!r}")
+        named += [(f"compare.pairs[{i}]", name) for name in pair]
+    named += [(f"axes.{axis}.networks", name) for axis, a in axes.items() for name in a.networks]
+    for key, name in named:
+        if name not in jobs:
+            raise ConfigError(f"{where}{key}: unknown network {name!r}")
 
 
 def _seeds(seeds, where):

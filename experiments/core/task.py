@@ -22,7 +22,7 @@ class Task:
     job_config: type  # the dataclass of one job's resolved config
     run_job: Callable  # (config, network, seed, folder, progress) -> records
     summary: Callable  # (network, seed, records) -> the line printed when a job ends
-    report: Optional[Callable] = None  # (exp_dir) -> written paths
+    report: Optional[Callable] = None  # (exp_dir, suite) -> written paths
     describe_suite: Optional[Callable] = None  # (suite, exp_dir) for --describe
     smoke_overrides: dict = field(default_factory=dict)  # dotted key -> value under --smoke
     check: Optional[Callable] = None  # (suite): ConfigError before any folder is claimed

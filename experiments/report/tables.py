@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from experiments.core.published import published
 from experiments.core.runs import load_runs
-from experiments.core.selection import SELECTIONS
+from experiments.core.selection import selections
 
 
 @dataclass
@@ -46,6 +46,7 @@ class Context:
     reference: Optional[dict]  # the published entry for this dataset (published.yaml)
     problem: Optional[str]  # why the runs cannot be compared with the paper, or None
     runs: list = field(repr=False, default_factory=list)
+    selections: dict = field(default_factory=dict)  # name -> the epoch it picks (records)
 
 
 # ---------------------------------------------------------------- loading (the only file reads)
@@ -77,7 +78,8 @@ def report_context(runs, experiment, published):
     order = [n for n in known if n in present] + sorted(present - set(known))
     labels = {r.network: r.config.get("label") or r.network for r in runs}
     return Context(experiment, dataset, synthetic, subject, info["noise_axis"], order, labels,
-                   reference, comparison_problem(runs, reference, subject, synthetic), runs)
+                   reference, comparison_problem(runs, reference, subject, synthetic), runs,
+                   selections([r.records for r in runs if r.records]))
 
 
 def comparison_problem(runs, reference, subject, synthetic):
@@ -140,7 +142,7 @@ def seed_table(context):
     for run in _ordered(context):
         row = {"network": run.network, "seed": run.seed, "done": run.done,
                "epochs_done": len(run.records), "epochs_planned": epochs_planned(run)}
-        for name, select in SELECTIONS.items():
+        for name, select in context.selections.items():
             record = select(run.records) if run.records else {}
             row[f"{name}_epoch"] = record.get("epoch")
             row[f"test_{name}"] = record.get("test_accuracy", np.nan)
@@ -164,7 +166,7 @@ def network_row(name, seeds, context):
            "epochs_planned": int(seeds.epochs_planned.max()),
            "epochs_done_min": int(seeds.epochs_done.min()),
            "epochs_done_max": int(seeds.epochs_done.max()), "status": run_status(seeds)}
-    for selection in SELECTIONS:
+    for selection in context.selections:
         for score in ("test", "noise"):
             mean, std = mean_std(started[f"{score}_{selection}"])
             row[f"{score}_{selection}_mean"], row[f"{score}_{selection}_std"] = mean, std
@@ -189,7 +191,7 @@ def paper_columns(name, row, context):
         for score in ("test", "noise"):
             cols[f"paper_{score}_mean"] = entry[f"{score}_score"]["mean"]
             cols[f"paper_{score}_std"] = entry[f"{score}_score"]["std"]
-    for selection in SELECTIONS:
+    for selection in context.selections:
         for score in ("test", "noise"):
             delta = np.nan
             if entry and context.problem is None:
@@ -229,6 +231,11 @@ def table_notes(table, context):
              "- Best epoch: highest clean test accuracy, first maximum (the paper's selection,"
              " made on the test set); last epoch: the final epoch run (no selection). "
              "Scores: mean ± population std (ddof=0) over seeds."]
+    if "valid" in context.selections:
+        sizes = sorted({r.records[0]["num_validation"] for r in runs if r.records})
+        lines.append(f"- Valid epoch: highest accuracy on {', '.join(f'{n:,}' for n in sizes)} "
+                     f"training images held out from training (data.validation), first "
+                     f"maximum: a selection that never sees the test set.")
     if (table.status != "finished").any():
         lines.append("- PARTIAL rows include unfinished runs at their latest epoch.")
     lines.append(comparison_note(context))
@@ -251,7 +258,7 @@ def markdown_frame(table, context):
     out = pd.DataFrame({"network": table.label, "seeds": table.seeds,
                         "runs done": [_runs_cell(r) for r in table.itertuples()],
                         "epochs done": [_epochs_cell(r) for r in table.itertuples()]})
-    for selection in SELECTIONS:
+    for selection in context.selections:
         out[f"test % ({selection} epoch)"] = _score_cells(table, "test", selection, 2)
         out[f"noise score ({selection} epoch)"] = _score_cells(table, "noise", selection, 0)
     out[f"test % ({paper})"] = [mean_std_cell(m, s, 2) for m, s in
@@ -307,7 +314,7 @@ def noise_curve_frame(context):
     rows = [{"network": run.network, "label": context.labels[run.network],
              "selection": selection, "level": float(level), "accuracy": accuracy}
             for run in _ordered(context) if run.records
-            for selection, select in SELECTIONS.items()
+            for selection, select in context.selections.items()
             for level, accuracy in select(run.records)["noise_accuracy"].items()]
     frame = (pd.DataFrame(rows)
              .groupby(["network", "label", "selection", "level"], sort=False)["accuracy"]

@@ -1,5 +1,5 @@
-"""Write an experiment's report files from its records (the arithmetic is in tables.py and
-compare.py, the drawing in figures.py)."""
+"""Write an experiment's report files from its records (the arithmetic is in tables.py,
+compare.py and paired.py, the drawing in figures.py and paired.py)."""
 
 from pathlib import Path
 
@@ -11,6 +11,7 @@ from experiments.core.runs import EXAMPLES, load_runs, reference_dir
 from experiments.core.tables import markdown_table, write_table
 from experiments.report import figures
 from experiments.report.compare import comparison_frame, comparison_markdown, comparison_notes
+from experiments.report.paired import write_paired
 from experiments.report.tables import (epoch_frame, load_published, markdown_frame,
                                        noise_curve_frame, report_context, results_table,
                                        table_notes, table_title)
@@ -61,8 +62,9 @@ def write_comparison(context, exp_dir, published):
     return list(paths)
 
 
-def write_report(exp_dir):
-    """Write table.md/.csv, the figures and the comparison of ``exp_dir``; return the paths."""
+def write_report(exp_dir, suite=None):
+    """Write table.md/.csv, the figures and the comparison of ``exp_dir``, and, given the
+    experiment's ``suite``, its paired comparisons and curves; return the paths."""
     exp_dir = Path(exp_dir)
     runs = load_runs(exp_dir)
     if not any(r.records for r in runs):
@@ -79,6 +81,7 @@ def write_report(exp_dir):
     examples = examples_figure(exp_dir / EXAMPLES)
     if examples is not None:
         paths += save_figure(*examples, exp_dir / "noisy_examples")
+    paths += write_paired(context, suite, exp_dir)
     paths += write_comparison(context, exp_dir, published)
     print("report: wrote " + ", ".join(str(p) for p in paths))
     return paths

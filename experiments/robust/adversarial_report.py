@@ -169,7 +169,7 @@ def timing_notes(steps):
             + ", ".join(f"{n} {s:.0f}" for n, s in seconds.items()) + "."]
 
 
-def write_report(exp_dir):
+def write_report(exp_dir, suite=None):
     """Write the tables, figure and checks of an adversarial experiment; return the paths."""
     exp_dir = Path(exp_dir)
     images, steps = load_frames(exp_dir)

@@ -90,7 +90,7 @@ def curves_figure(frame):
                                    "correct", "images", "accuracy", "lo", "hi"]]
 
 
-def write_report(exp_dir):
+def write_report(exp_dir, suite=None):
     """Write the table and figure of a corruptions experiment; return the paths."""
     exp_dir = Path(exp_dir)
     frame = load_frame(exp_dir)

@@ -182,7 +182,7 @@ def load_job(exp_dir):
     return cfg, frames, run.records[-1]
 
 
-def write_report(exp_dir):
+def write_report(exp_dir, suite=None):
     """Write the tables, figures and README.md of ``exp_dir`` from its job's records."""
     exp_dir = Path(exp_dir)
     job = load_job(exp_dir)

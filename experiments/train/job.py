@@ -61,7 +61,8 @@ def run_job(job, network, seed, folder, progress=True):
         run.keep(run.records[:start])
         run.start(device, start, job.train.epochs)
         dataset = load_dataset(job.data)
-        sweep = NoiseSweep(dataset, job.noise.levels, seed, device)
+        sweep = NoiseSweep(dataset, job.noise.levels, seed, device,
+                           validation=job.data.validation > 0)
         for epoch in range(start, job.train.epochs):
             record = run_epoch(model, optimizer, dataset, sweep, job, epoch=epoch, seed=seed,
                                device=device, progress=progress)

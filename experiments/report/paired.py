@@ -1,0 +1,190 @@
+"""Paired comparisons and swept-setting curves of a train experiment, from its records alone.
+
+    paired.md, paired.csv     per comparison a - b of the experiment file's ``compare:`` and per
+                              selection (best, last; valid with held-out images): the paired
+                              difference of noise score and of test accuracy over the seeds that
+                              both finished, with 95% t and bootstrap intervals, the sign test
+                              and the Wilcoxon signed-rank test (experiments/core/stats.py)
+    axes.png, axes.csv        per entry of ``axes:``: noise score and test accuracy against the
+                              swept value, mean over seeds with its 95% t interval
+
+Runs pair by seed: the same seed gives every network the same noisy test sets and, at the same
+batch size, the same order of training images. Only finished runs count.
+"""
+
+import numpy as np
+import pandas as pd
+
+from experiments.core.figures import new_figure, save_figure, series_colors
+from experiments.core.stats import claim, paired, t_interval
+from experiments.core.records import atomic_write
+from experiments.core.tables import markdown_table
+from experiments.report.tables import seed_table
+
+METRICS = {"noise": ("noise score", 0), "test": ("test accuracy (points)", 2)}
+
+
+def finished_scores(context):
+    """seed_table of the finished runs only."""
+    seeds = seed_table(context)
+    return seeds[seeds.done]
+
+
+def paired_frame(context, pairs):
+    """One row per (pair, selection, metric): n, the seeds, both means and the Paired stats."""
+    seeds, rows = finished_scores(context), []
+    for a, b in pairs:
+        left, right = (seeds[seeds.network == n].set_index("seed") for n in (a, b))
+        common = sorted(set(left.index) & set(right.index))
+        if not common:
+            continue
+        for selection in context.selections:
+            for metric in METRICS:
+                column = f"{metric}_{selection}"
+                va, vb = left.loc[common, column].to_numpy(), right.loc[common, column].to_numpy()
+                stats = paired(va, vb)
+                rows.append({"a": a, "b": b, "label_a": context.labels[a],
+                             "label_b": context.labels[b], "selection": selection,
+                             "metric": metric, "n": stats.n,
+                             "seeds": ", ".join(map(str, common)),
+                             "mean_a": float(va.mean()), "mean_b": float(vb.mean()),
+                             **{k: v for k, v in vars(stats).items() if k != "n"}})
+    return pd.DataFrame(rows)
+
+
+def paired_markdown(frame, selection):
+    """A readable table of one selection: a row per comparison, both metrics."""
+    rows = []
+    for (a, b), group in frame[frame.selection == selection].groupby(["a", "b"], sort=False):
+        noise, test = (group[group.metric == m].iloc[0] for m in ("noise", "test"))
+        rows.append({"a − b": f"{noise.label_a} − {noise.label_b}", "seeds": noise.n,
+                     "noise score: a − b": _interval_cell(noise, 0),
+                     "higher / lower": f"{noise.higher} / {noise.lower}",
+                     "sign p": _p(noise.sign_p), "Wilcoxon p": _p(noise.wilcoxon_p),
+                     "test %: a − b": _interval_cell(test, 2),
+                     "test: sign p": _p(test.sign_p)})
+    return pd.DataFrame(rows)
+
+
+def _interval_cell(row, digits):
+    mean, f = row["mean"], (lambda v: f"{v:+,.{digits}f}")
+    if row["n"] < 2:
+        return f(mean)
+    return (f"{f(mean)} [{f(row['t_low'])}, {f(row['t_high'])}] "
+            f"(bootstrap [{f(row['boot_low'])}, {f(row['boot_high'])}])")
+
+
+def _p(p):
+    return f"{p:.3g}"
+
+
+def paired_notes(context):
+    return [f"- a − b per seed on the seeds both finished; mean [95% t interval] (95% "
+            f"percentile bootstrap interval, 10,000 resamples); sign test: exact binomial on "
+            f"the seeds where a > b among those that differ; Wilcoxon signed-rank, exact. With "
+            f"n seeds all of one sign, the sign test's p is at best 2 / 2^n (0.0625 at n = 5).",
+            f"- Records: {context.experiment}'s run folders (metrics.jsonl per run)."]
+
+
+def claims(frame, selection, source):
+    """One sentence per comparison on noise score (experiments.core.stats.claim)."""
+    lines = []
+    for row in frame[(frame.selection == selection) & (frame.metric == "noise")].itertuples():
+        lines.append("- " + claim(f"{row.label_a} − {row.label_b}", row, "noise score",
+                                  source=source))
+    return lines
+
+
+def value_at(config, key):
+    """The value at dotted ``key`` of a resolved config ('model.conv.0.k': list index 0)."""
+    value = config
+    for part in key.split("."):
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+
+def axis_frame(context, axes):
+    """Per axis and network along it: the swept value, seeds, and the mean and 95% t interval
+    of noise score and test accuracy over its finished seeds (selection: best)."""
+    seeds, config = finished_scores(context), {r.network: r.config for r in context.runs}
+    rows = []
+    for axis, spec in axes.items():
+        for name in spec.networks:
+            scores = seeds[seeds.network == name]
+            if name not in config or scores.empty:
+                continue
+            row = {"axis": axis, "key": spec.key, "network": name,
+                   "label": context.labels[name], "value": value_at(config[name], spec.key),
+                   "seeds": len(scores)}
+            for selection in context.selections:
+                for metric in METRICS:
+                    values = scores[f"{metric}_{selection}"].to_numpy()
+                    low, high = t_interval(values)
+                    row.update({f"{metric}_{selection}_mean": float(values.mean()),
+                                f"{metric}_{selection}_low": low,
+                                f"{metric}_{selection}_high": high})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def axes_figure(frame, baseline, title):
+    """Noise score (top) and test accuracy (bottom) against each axis's value, mean over seeds
+    with 95% t intervals; the baseline network's point ringed."""
+    axes_names = list(dict.fromkeys(frame.axis))
+    fig = new_figure(4.0 * len(axes_names), 6.4)
+    grid = fig.subplots(2, len(axes_names), squeeze=False)
+    colors = series_colors(["best", "last", "valid"])
+    for col, axis in enumerate(axes_names):
+        part = frame[frame.axis == axis].sort_values("value")
+        for row, (metric, (ylabel, _)) in enumerate(METRICS.items()):
+            ax = grid[row][col]
+            for selection in [s for s in ("best", "last", "valid")
+                              if f"{metric}_{s}_mean" in part]:
+                mean = part[f"{metric}_{selection}_mean"]
+                err = [mean - part[f"{metric}_{selection}_low"],
+                       part[f"{metric}_{selection}_high"] - mean]
+                ax.errorbar(part.value, mean, yerr=np.nan_to_num(err), marker="o", capsize=3,
+                            color=colors[selection], label=f"{selection} epoch")
+            base = part[part.network == baseline]
+            if not base.empty:
+                ax.plot(base.value, base[f"{metric}_best_mean"], "o", ms=13, mfc="none",
+                        color="black", label=f"{base.label.iloc[0]} (baseline)")
+            if _log_axis(part.value):
+                ax.set_xscale("log", base=2)
+            ax.set_xlabel(f"{axis} ({part.key.iloc[0]})")
+            ax.set_ylabel("noise score (of 110,000)" if metric == "noise" else "clean test %")
+            ax.grid(alpha=0.3)
+        grid[0][col].set_title(axis)
+    grid[0][0].legend(fontsize="small")
+    fig.suptitle(title)
+    return fig
+
+
+def _log_axis(values):
+    values = [v for v in values if isinstance(v, (int, float)) and v > 0]
+    return len(values) > 2 and max(values) / min(values) >= 8
+
+
+def paired_report(context, frame):
+    """paired.md: one table per selection, then the notes."""
+    sections = [f"**{selection} epoch**\n\n" + markdown_table(paired_markdown(frame, selection))
+                for selection in context.selections]
+    return (f"# {context.experiment}: paired comparisons, a − b over seeds\n\n"
+            + "\n\n".join(sections) + "\n\n" + "\n".join(paired_notes(context)) + "\n")
+
+
+def write_paired(context, suite, exp_dir):
+    """paired.md/.csv and axes.png/.csv when the suite asks for them; the written paths."""
+    paths = []
+    frame = paired_frame(context, [] if suite is None else suite.pairs())
+    if not frame.empty:
+        atomic_write(exp_dir / "paired.csv", frame.to_csv(index=False))
+        atomic_write(exp_dir / "paired.md", paired_report(context, frame))
+        paths += [exp_dir / "paired.md", exp_dir / "paired.csv"]
+    curves = axis_frame(context, {} if suite is None else suite.axes)
+    if not curves.empty:
+        title = (f"{context.subject}: {context.experiment}, mean over seeds with 95% t "
+                 f"intervals")
+        paths += save_figure(axes_figure(curves, suite.compare.against, title), curves,
+                             exp_dir / "axes")
+    return paths
