@@ -9,6 +9,9 @@ A *unit* is an output unit of a layer: a row of a Linear weight, a filter of a C
     winner overlap    |W(clean) & W(noisy)| / |W(clean)| per sample, W = the units a layer
                       passes on: its k winners, or the active (> 0) units of a ReLU
     relative change   |y(noisy) - y(clean)| / |y(clean)| of the layer's output per sample
+    unrelated overlap winner overlap between two different clean test images: of another digit,
+                      or of the same digit (the chance level real inputs set, beside the
+                      uniform one of section 3)
 
 Under i.i.d. input noise of variance s^2 a unit's pre-activation changes by w . e, whose
 variance is s^2 |w|^2: the weight norm sets how much noise a unit passes on.
@@ -81,3 +84,27 @@ def chance_match_probability(n, a, theta):
     the hypergeometric tail of section 3 (s = a), the chance that an unrelated input's winners
     'match' a clean pattern at that threshold."""
     return float(hypergeom.sf(theta - 1, n, a, a))
+
+
+def partners(labels, same):
+    """For each sample of a batch, the index of its partner: the next sample (cyclically) with
+    the same label (``same``) or a different one; -1 where the batch has none."""
+    n = len(labels)
+    out = torch.full((n,), -1, dtype=torch.long)
+    for i in range(n):
+        for step in range(1, n):
+            j = (i + step) % n
+            if bool(labels[j] == labels[i]) == same:
+                out[i] = j
+                break
+    return out
+
+
+def partner_overlap(winners, labels, same):
+    """winner_overlap of each sample's (samples, units) winners with its partner's (nan for a
+    sample without a partner)."""
+    index = partners(labels, same)
+    has = index >= 0
+    overlap = torch.full((len(labels),), math.nan, dtype=torch.float64)
+    overlap[has] = winner_overlap(winners[has], winners[index[has]])
+    return overlap
