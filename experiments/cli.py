@@ -11,6 +11,7 @@ from pathlib import Path
 
 from data import DataError
 from experiments.core.config import ConfigError
+from experiments.core.docs import doc_blocks_target, update_docs
 from experiments.core.launch import JobsFailed, launcher_named
 from experiments.core.runs import experiment_dir, refuse_reference
 from experiments.core.speed import keep_freed_memory
@@ -67,6 +68,8 @@ def _dispatch(args):
         task.run(suite, out, force=args.force, launcher=args.launcher, **options)
     if report:
         _resolve(report)(experiment_dir(suite, out))
+    update_docs(args.config, out, _resolve(doc_blocks_target(module, report)),
+                experiment_dir(suite, out))  # README.md, docs/*.md: blocks of this config and out
     return 0
 
 

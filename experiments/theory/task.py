@@ -1,7 +1,8 @@
 """``python run.py configs/theory.yaml``: compute, simulate, plot and write results/theory/.
 
 It writes the figures as PNG, the CSV behind every curve, the published-vs-ours tables,
-README.md with the captions and checks, config.yaml and provenance.json.
+README.md with the captions and checks, config.yaml and provenance.json; doc_blocks() reads the
+published-vs-ours tables back for the docs.
 """
 
 import json
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from experiments.core.config import ConfigError, to_dict
@@ -125,15 +127,26 @@ def readme_text(cfg, frames, wall_s, timings):
     return "\n".join(sections) + "\n"
 
 
+FIGURE2_FORMATS = {"published": ".9g", "ours": ".9g", "rel_error": "+.1e"}
+FIGURE3_FORMATS = {"published": ".3g", "theory": ".3g", "theory_rel_diff": "+.1%",
+                   "frequency": ".3g", "sim_rel_diff": "+.1%"}
+
+
 def figure2_table(frames):
-    return formatted(frames["figure2_published"],
-                     {"published": ".9g", "ours": ".9g", "rel_error": "+.1e"})
+    return formatted(frames["figure2_published"], FIGURE2_FORMATS)
 
 
 def figure3_table(frames):
-    return formatted(frames["figure3_published"],
-                     {"published": ".3g", "theory": ".3g", "theory_rel_diff": "+.1%",
-                      "frequency": ".3g", "sim_rel_diff": "+.1%"})
+    return formatted(frames["figure3_published"], FIGURE3_FORMATS)
+
+
+def doc_blocks(exp_dir):
+    """The docs' blocks figure2 and figure3: the published-vs-ours tables, read back from
+    their CSVs (formatted columns as written, the others as numbers)."""
+    tables = {"figure2": ("figure2_published.csv", FIGURE2_FORMATS),
+              "figure3": ("figure3_published.csv", FIGURE3_FORMATS)}
+    return {name: markdown_table(pd.read_csv(Path(exp_dir) / csv, dtype=dict.fromkeys(formats, str)))
+            for name, (csv, formats) in tables.items() if (Path(exp_dir) / csv).is_file()}
 
 
 def write_all(cfg, frames, out, timings, start):
