@@ -83,7 +83,8 @@ def test_every_generated_block_equals_what_the_records_give():
 def test_an_edited_number_is_reported_stale_and_filling_restores_it():
     text = (ROOT / "README.md").read_text()
     block = next(b for b in docs.find_blocks(text) if b.name == "table")
-    edited = docs.replace_block(text, block, docs.body_of(text, block).replace("102,788", "102,789"))
+    body = docs.body_of(text, block)
+    edited = docs.replace_block(text, block, body.replace("102,788", "102,789"))
     assert edited != text
     problems = stale_blocks("README.md", edited)
     assert len(problems) == 1 and "'table' is stale" in problems[0]

@@ -102,7 +102,8 @@ def doc_blocks(exp_dir):
     paper_test, paper_noise = [c for c in shown.columns if "(paper" in c]
     return {"table": markdown_table(shown[["network", "test % (best epoch)", paper_test,
                                            "noise score (best epoch)", paper_noise]]),
-            "scores": f"*{table_title(context)}*\n\n" + markdown_table(scores_frame(shown, context)),
+            "scores": (f"*{table_title(context)}*\n\n"
+                       + markdown_table(scores_frame(shown, context))),
             "seeds": markdown_table(seeds_frame(context)),
             "run_time": run_time_line(runs)}
 
@@ -133,7 +134,7 @@ def run_time_line(runs):
     sessions = [s for r in runs for s in r.sessions]
     seconds = sum(s["wall_seconds"] for s in sessions if s.get("wall_seconds") is not None)
     unrecorded = sum(s.get("wall_seconds") is None for s in sessions)
-    gap = f" ({unrecorded} interrupted sessions not counted)" if unrecorded else ""
+    gap = f" ({unrecorded} interrupted session(s) not counted)" if unrecorded else ""
     return (f"{len(runs)} run{'s' if len(runs) > 1 else ''}, {seconds:,.0f} s "
             f"({seconds / 60:.1f} min) of wall time in all{gap}, on "
             f"{provenance_summary(runs)['device']}.")

@@ -145,8 +145,9 @@ def doc_blocks(exp_dir):
     their CSVs (formatted columns as written, the others as numbers)."""
     tables = {"figure2": ("figure2_published.csv", FIGURE2_FORMATS),
               "figure3": ("figure3_published.csv", FIGURE3_FORMATS)}
-    return {name: markdown_table(pd.read_csv(Path(exp_dir) / csv, dtype=dict.fromkeys(formats, str)))
-            for name, (csv, formats) in tables.items() if (Path(exp_dir) / csv).is_file()}
+    paths = {name: (Path(exp_dir) / csv, formats) for name, (csv, formats) in tables.items()}
+    return {name: markdown_table(pd.read_csv(path, dtype=dict.fromkeys(formats, str)))
+            for name, (path, formats) in paths.items() if path.is_file()}
 
 
 def write_all(cfg, frames, out, timings, start):
