@@ -13,6 +13,7 @@ from pathlib import Path
 from data import DataError
 from experiments.analysis.task import TASK as ANALYSIS
 from experiments.core.config import ConfigError, read_yaml
+from experiments.core.docs import update_docs
 from experiments.core.launch import LAUNCHER_OPTIONS, JobsFailed, launcher_named
 from experiments.core.runs import experiment_dir, refuse_reference
 from experiments.core.speed import keep_freed_memory
@@ -77,6 +78,8 @@ def _dispatch(args):
         task.run(suite, out, force=args.force, launcher=args.launcher, **options)
     if task.report is not None:
         task.report(exp_dir, suite)
+    if task.doc_blocks is not None:  # README.md, docs/*.md: the blocks of this config and out
+        update_docs(args.config, out, lambda folder: task.doc_blocks(folder, suite), exp_dir)
     return 0
 
 

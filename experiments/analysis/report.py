@@ -10,7 +10,8 @@
                            the winning ones (the CSV: the boxes)
     duty_cycles.png, .csv  the sorted training duty cycles of the k-winners layers
 
-Means over seeds where several were analysed. Imports no model and no dataset.
+Means over seeds where several were analysed; doc_blocks() gives the docs the layer table.
+Imports no model and no dataset.
 """
 
 from pathlib import Path
@@ -21,7 +22,7 @@ import pandas as pd
 from experiments.core.figures import new_figure, save_figure, series_colors
 from experiments.core.measures import entropy_ratio
 from experiments.core.runs import load_runs
-from experiments.core.tables import write_table
+from experiments.core.tables import markdown_table, write_table
 
 LEVELS_SHOWN = (0.1, 0.3, 0.5)
 LAYER_ORDER = ("conv1", "conv2", "hidden", "output")
@@ -255,3 +256,11 @@ def write_report(exp_dir, suite=None):
     paths += save_figure(*duty_cycle_figure(units), exp_dir / "duty_cycles")
     print("report: wrote " + ", ".join(str(p) for p in paths))
     return paths
+
+
+def doc_blocks(exp_dir, suite=None):
+    """The docs' block ``layers``: the table of layers.md, from the records alone."""
+    units, overlap = load_frames(exp_dir)
+    if units is None:
+        return {}
+    return {"layers": markdown_table(layer_markdown(layer_table(units, overlap)))}

@@ -8,9 +8,9 @@ and report.py.
 
 from experiments.analysis.config import SMOKE_OVERRIDES, AnalysisConfig
 from experiments.analysis.job import run_job, summary
-from experiments.analysis.report import write_report
+from experiments.analysis.report import doc_blocks, write_report
 from experiments.core.task import Task
 from experiments.core.trained import check_weights
 
 TASK = Task("analysis", AnalysisConfig, run_job, summary, report=write_report,
-            smoke_overrides=SMOKE_OVERRIDES, check=check_weights)
+            smoke_overrides=SMOKE_OVERRIDES, check=check_weights, doc_blocks=doc_blocks)

@@ -3,6 +3,6 @@
 Imports no model and no dataset: what the data is comes from each run's dataset.json.
 """
 
-from experiments.report.write import write_report
+from experiments.report.write import doc_blocks, write_report
 
-__all__ = ["write_report"]
+__all__ = ["doc_blocks", "write_report"]

@@ -1,5 +1,6 @@
 """Write an experiment's report files from its records (the arithmetic is in tables.py,
-compare.py and paired.py, the drawing in figures.py and paired.py)."""
+compare.py and paired.py, the drawing in figures.py and paired.py), and the blocks the docs
+quote (doc_blocks)."""
 
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from experiments.report import figures
 from experiments.report.compare import comparison_frame, comparison_markdown, comparison_notes
 from experiments.report.paired import write_paired
 from experiments.report.tables import (epoch_frame, load_published, markdown_frame,
-                                       noise_curve_frame, report_context, results_table,
-                                       table_notes, table_title)
+                                       mean_std_cell, noise_curve_frame, provenance_summary,
+                                       report_context, results_table, seed_table, table_notes,
+                                       table_title)
 
 
 def build_figures(context):
@@ -85,3 +87,58 @@ def write_report(exp_dir, suite=None):
     paths += write_comparison(context, exp_dir, published)
     print("report: wrote " + ", ".join(str(p) for p in paths))
     return paths
+
+
+def doc_blocks(exp_dir, suite=None):
+    """The markdown blocks that README.md and docs/*.md quote, from the records alone:
+
+        table     per network, our best-epoch scores (mean ± std, (delta σ)) beside the paper's
+        scores    a caption, then best- and last-epoch scores and the accuracy at the highest
+                  noise level (last epoch)
+        seeds     the best-epoch noise score of every seed, a column per seed
+        run_time  one line: runs, their summed wall time and the devices they ran on
+    """
+    runs = load_runs(exp_dir)
+    if not any(r.records for r in runs):
+        return {}
+    context = report_context(runs, Path(exp_dir).name, load_published())
+    shown = markdown_frame(results_table(context), context)
+    paper_test, paper_noise = [c for c in shown.columns if "(paper" in c]
+    return {"table": markdown_table(shown[["network", "test % (best epoch)", paper_test,
+                                           "noise score (best epoch)", paper_noise]]),
+            "scores": (f"*{table_title(context)}*\n\n"
+                       + markdown_table(scores_frame(shown, context))),
+            "seeds": markdown_table(seeds_frame(context)),
+            "run_time": run_time_line(runs)}
+
+
+def scores_frame(shown, context):
+    """Best and last epochs' scores, and the accuracy at the highest noise level, last epoch."""
+    curves = noise_curve_frame(context)
+    top = curves[(curves.selection == "last") & (curves.level == curves.level.max())]
+    cells = {row.label: mean_std_cell(row.mean, row.std, 1) for row in top.itertuples()}
+    frame = shown[["network", "seeds", "test % (best epoch)", "noise score (best epoch)",
+                   "test % (last epoch)", "noise score (last epoch)"]].copy()
+    frame[f"accuracy % at noise {curves.level.max():g} (last epoch)"] = frame.network.map(cells)
+    return frame
+
+
+def seeds_frame(context):
+    """A row per network, a column per seed: the noise score of the seed's best epoch."""
+    seeds = seed_table(context)
+    seeds["network"] = seeds.network.map(context.labels)
+    wide = seeds.pivot_table(index="network", columns="seed", values="noise_best", sort=False)
+    wide.columns = [f"seed {seed}" for seed in wide.columns]
+    return wide.map(lambda v: f"{v:,.0f}").reset_index()
+
+
+def run_time_line(runs):
+    """'N runs, S s (M min) of wall time in all, on DEVICE' from the runs' provenance; sessions
+    that ended without writing their wall time (interrupted) are counted apart."""
+    sessions = [s for r in runs for s in r.sessions]
+    seconds = sum(s["wall_seconds"] for s in sessions if s.get("wall_seconds") is not None)
+    unrecorded = sum(s.get("wall_seconds") is None for s in sessions)
+    gap = f" ({unrecorded} interrupted session(s) not counted)" if unrecorded else ""
+    return (f"{len(runs)} run{'s' if len(runs) > 1 else ''}, {seconds:,.0f} s "
+            f"({seconds / 60:.1f} min) of wall time in all{gap}, on "
+            f"{provenance_summary(runs)['device']}.")

@@ -9,6 +9,8 @@
     autoattack.md, .csv   the cross-check on its subset: pyautoattack beside the study's
                           worst case on the same images (when it ran)
 
+doc_blocks() gives the docs the worst-case and AutoAttack tables and a summary of the checks.
+
 Accuracies come with 95% Clopper-Pearson intervals (exact binomial, over the images); with
 several seeds the images of all seeds are pooled. Imports no model and no dataset.
 """
@@ -21,7 +23,7 @@ from experiments.core.figures import new_figure, save_figure, series_colors
 from experiments.core.intervals import clopper_pearson
 from experiments.core.records import atomic_write
 from experiments.core.runs import load_runs
-from experiments.core.tables import write_table
+from experiments.core.tables import markdown_table, write_table
 from experiments.robust.checks import WHITE_BOX, all_checks, attack_rows, worst
 
 OWN = "own-gradient worst"
@@ -200,3 +202,27 @@ def write_report(exp_dir, suite=None):
     paths += [exp_dir / "checks.md", exp_dir / "checks.csv"]
     print("report: wrote " + ", ".join(str(p) for p in paths))
     return paths
+
+
+def checks_summary(checks, labels):
+    """A row per sanity check: how many networks pass it, and which fail it."""
+    rows = [{"check": name, "passed": f"{int(g.passed.sum())} of {len(g)}",
+             "failed by": ", ".join(g.network[~g.passed].map(labels)) or "-"}
+            for name, g in checks.groupby("check", sort=False)]
+    return pd.DataFrame(rows)
+
+
+def doc_blocks(exp_dir, suite=None):
+    """The docs' blocks, from the records alone: worst_case (accuracy % [interval] per network
+    and eps), autoattack (the cross-check, when it ran) and checks (a row per check)."""
+    images, steps = load_frames(exp_dir)
+    if images is None:
+        return {}
+    acc = accuracy_frame(images)
+    labels = images.drop_duplicates("network").set_index("network").label
+    blocks = {"worst_case": markdown_table(worst_markdown(acc)),
+              "checks": markdown_table(checks_summary(all_checks(images, steps), labels))}
+    cross = autoattack_frame(images)
+    if cross is not None:
+        blocks["autoattack"] = markdown_table(autoattack_markdown(cross))
+    return blocks

@@ -8,7 +8,7 @@ seeds). Records: experiments/robust/adversarial.py; report: adversarial_report.p
 from experiments.core.task import Task
 from experiments.core.trained import check_weights
 from experiments.robust.adversarial import plan, run_job, summary
-from experiments.robust.adversarial_report import write_report
+from experiments.robust.adversarial_report import doc_blocks, write_report
 from experiments.robust.config import ADVERSARIAL_SMOKE, AdversarialConfig
 
 
@@ -45,4 +45,5 @@ def budget(step, cfg):
 
 
 TASK = Task("adversarial", AdversarialConfig, run_job, summary, report=write_report,
-            describe_suite=describe, smoke_overrides=ADVERSARIAL_SMOKE, check=check)
+            describe_suite=describe, smoke_overrides=ADVERSARIAL_SMOKE, check=check,
+            doc_blocks=doc_blocks)

@@ -7,7 +7,8 @@
     corruption_curves.png, .csv accuracy against severity, a panel per corruption (the paper's
                                 pixel noise among them), a line per network
 
-With several seeds the images of all seeds are pooled. Imports no model and no dataset.
+With several seeds the images of all seeds are pooled; doc_blocks() gives the docs the summary
+table. Imports no model and no dataset.
 """
 
 import math
@@ -18,7 +19,7 @@ import pandas as pd
 from experiments.core.figures import new_figure, save_figure, series_colors
 from experiments.core.intervals import clopper_pearson
 from experiments.core.runs import load_runs
-from experiments.core.tables import write_table
+from experiments.core.tables import markdown_table, write_table
 
 CLEAN = "clean"
 
@@ -106,3 +107,9 @@ def write_report(exp_dir, suite=None):
     paths += save_figure(*curves_figure(frame), exp_dir / "corruption_curves")
     print("report: wrote " + ", ".join(str(p) for p in paths))
     return paths
+
+
+def doc_blocks(exp_dir, suite=None):
+    """The docs' block ``corruptions``: the summary table of corruptions.md, from the records."""
+    frame = load_frame(exp_dir)
+    return {} if frame is None else {"corruptions": markdown_table(summary_markdown(frame))}

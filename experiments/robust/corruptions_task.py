@@ -8,7 +8,7 @@ from experiments.core.task import Task
 from experiments.core.trained import check_weights
 from experiments.robust.config import CORRUPTIONS_SMOKE, CorruptionsConfig
 from experiments.robust.corruptions import run_job, summary
-from experiments.robust.corruptions_report import write_report
+from experiments.robust.corruptions_report import doc_blocks, write_report
 
 
 def describe(suite, out_dir):
@@ -20,4 +20,5 @@ def describe(suite, out_dir):
 
 
 TASK = Task("corruptions", CorruptionsConfig, run_job, summary, report=write_report,
-            describe_suite=describe, smoke_overrides=CORRUPTIONS_SMOKE, check=check_weights)
+            describe_suite=describe, smoke_overrides=CORRUPTIONS_SMOKE, check=check_weights,
+            doc_blocks=doc_blocks)

@@ -182,6 +182,16 @@ def load_job(exp_dir):
     return cfg, frames, run.records[-1]
 
 
+def doc_blocks(exp_dir, suite=None):
+    """The docs' blocks figure2 and figure3: the published-vs-ours tables of the job."""
+    job = load_job(exp_dir)
+    if job is None:
+        return {}
+    _, frames, _ = job
+    return {"figure2": markdown_table(figure2_table(frames)),
+            "figure3": markdown_table(figure3_table(frames))}
+
+
 def write_report(exp_dir, suite=None):
     """Write the tables, figures and README.md of ``exp_dir`` from its job's records."""
     exp_dir = Path(exp_dir)
@@ -218,4 +228,5 @@ def load(raw, path, overrides=(), smoke=False):
     return Suite("theory", [cfg.seed], {JOB: cfg}, [JOB], Path(path), smoke, task="theory")
 
 
-TASK = Task("theory", TheoryConfig, run_job, summary, report=write_report, loader=load)
+TASK = Task("theory", TheoryConfig, run_job, summary, report=write_report,
+            doc_blocks=doc_blocks, loader=load)

@@ -16,7 +16,7 @@ from data import noisy_examples
 from experiments.core.records import atomic_write
 from experiments.core.runs import EXAMPLES
 from experiments.core.task import Task
-from experiments.report import write_report
+from experiments.report import doc_blocks, write_report
 from experiments.train.config import SMOKE_OVERRIDES, JobConfig
 from experiments.train.describe import describe
 from experiments.train.job import run_job, summary
@@ -35,4 +35,5 @@ def write_examples(suite, exp_dir):
 
 
 TASK = Task("train", JobConfig, run_job, summary, report=write_report, describe_suite=describe,
-            smoke_overrides=SMOKE_OVERRIDES, before_jobs=write_examples)
+            smoke_overrides=SMOKE_OVERRIDES, before_jobs=write_examples,
+            doc_blocks=doc_blocks)
