@@ -89,6 +89,11 @@ def load_pretrained(name, pretrained=True):
     return model.eval()
 
 
+def pretrained_config(name):
+    """The NetworkConfig the shipped network ``name`` was built from."""
+    return network_config(_read(name)["config"])
+
+
 def pretrained_info(name):
     """Where the shipped network ``name`` came from: run folder, seed, epoch, commit, record."""
     return _read(name)["info"]
