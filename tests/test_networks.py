@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from experiments.train.suite import load as load_experiment
 from models import (KWinners, KWinners2d, SparseWeights, build_network, count_parameters,
@@ -49,12 +50,21 @@ def test_parameter_counts_match_the_paper(dataset, name):
 
 
 @pytest.mark.parametrize("dataset, name", sorted(COUNTS))
-def test_forward_gives_log_probabilities(dataset, name):
+def test_one_backward_pass_reaches_every_parameter_but_the_masked_weights(dataset, name):
+    """The loss's gradient reaches every parameter tensor (no layer cut off by k-winners,
+    pooling or the CPU kernels), and is exactly zero at the weights SparseWeights masks."""
     cfg = job(dataset, name).model
-    model = build_network(cfg).eval()
-    out = model(torch.randn(3, *cfg.input_shape))
-    assert out.shape == (3, cfg.num_classes)
-    assert torch.allclose(out.exp().sum(1), torch.ones(3), atol=1e-5)
+    torch.manual_seed(0)
+    model = build_network(cfg)
+    out = model(torch.randn(8, *cfg.input_shape))
+    assert out.shape == (8, cfg.num_classes)
+    F.nll_loss(out, torch.arange(8) % cfg.num_classes).backward()
+    masks = {f"{n}.module.weight": m.mask for n, m in model.named_modules()
+             if isinstance(m, SparseWeights)}
+    for key, p in model.named_parameters():
+        mask = masks.get(key, torch.ones_like(p))
+        assert p.grad[mask == 1].abs().sum() > 0, key
+        assert not p.grad[mask == 0].any(), key
 
 
 def test_sparse_cnn2_layers_match_the_paper():
