@@ -1,4 +1,4 @@
-"""torch.hub entry points: the shipped seed-42 MNIST networks (models/pretrained/).
+"""torch.hub entry points: the shipped seed-42 MNIST networks (models/pretrained/), one per name.
 
     net = torch.hub.load(REPO_DIR, "sparse_cnn2", source="local")   # in eval mode, on the CPU
 
@@ -6,46 +6,32 @@ Inputs: MNIST images normalised with mean 0.1307 and std 0.3081, (B, 1, 28, 28);
 log-probabilities over the ten digits. ``pretrained=False`` gives the untrained network.
 """
 
-from models.pretrained import load_pretrained
+import models.pretrained
 
 dependencies = ["torch", "numba"]
 
 
-def dense_cnn1(pretrained=True):
-    """Dense CNN-1: conv 30 (ReLU), hidden 1000 (ReLU)."""
-    return load_pretrained("dense_cnn1", pretrained)
+def _layers(cfg):
+    """The network of NetworkConfig ``cfg`` in words: its conv and hidden layers."""
+    def winners(k, n):
+        return "ReLU" if k is None else f"k={k} of {n}"
+    parts = [f"conv {layer.channels} ({winners(layer.k, c * h * w)})"
+             for layer, (c, h, w) in zip(cfg.conv, models.conv_output_sizes(cfg))]
+    hidden = cfg.hidden
+    weights = "" if hidden.density == 1.0 else f", {hidden.density:.0%} of the weights"
+    parts.append(f"hidden {hidden.units} ({winners(hidden.k, hidden.units)}{weights})")
+    return ", ".join(parts)
 
 
-def dense_cnn2(pretrained=True):
-    """Dense CNN-2: conv 30, conv 30, hidden 1000, all ReLU."""
-    return load_pretrained("dense_cnn2", pretrained)
+def _entry(name):
+    """The hub entry point of the shipped network ``name``."""
+    def load(pretrained=True):
+        return models.load_pretrained(name, pretrained)
+    info, cfg = models.pretrained_info(name), models.pretrained.pretrained_config(name)
+    load.__name__ = load.__qualname__ = name
+    load.__doc__ = (f"{info['label']}: {_layers(cfg)}; output {cfg.num_classes}. Seed "
+                    f"{info['seed']}, {info['epoch'] + 1} epochs ({info['run']}).")
+    return load
 
 
-def sparse_cnn1(pretrained=True):
-    """Sparse CNN-1: conv 30 (k=400), hidden 150 (k=50, 30% of the weights)."""
-    return load_pretrained("sparse_cnn1", pretrained)
-
-
-def sparse_cnn2(pretrained=True):
-    """Sparse CNN-2: conv 32 (k=400), conv 64 (k=300), hidden 700 (k=100, 30% of the weights)."""
-    return load_pretrained("sparse_cnn2", pretrained)
-
-
-def dense_cnn2_sp3(pretrained=True):
-    """Dense CNN-2 SP3: Dense CNN-2's convs, a sparse hidden layer (700, k=100, 30% weights)."""
-    return load_pretrained("dense_cnn2_sp3", pretrained)
-
-
-def sparse_cnn2_d3(pretrained=True):
-    """Sparse CNN-2 D3: Sparse CNN-2's convs, a dense hidden layer (1000, ReLU)."""
-    return load_pretrained("sparse_cnn2_d3", pretrained)
-
-
-def sparse_cnn2_w1(pretrained=True):
-    """Sparse CNN-2 W1: Sparse CNN-2 with dense hidden weights."""
-    return load_pretrained("sparse_cnn2_w1", pretrained)
-
-
-def sparse_cnn2_dsw(pretrained=True):
-    """Sparse CNN-2 DSW: sparse convs, hidden 1000 with ReLU and 30% of the weights."""
-    return load_pretrained("sparse_cnn2_dsw", pretrained)
+globals().update({name: _entry(name) for name in models.pretrained.available()})

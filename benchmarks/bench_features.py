@@ -35,7 +35,7 @@ def load_clips(n):
         source = f"{len(waves)} clips of {folder.relative_to(ROOT)}"
         waves = waves.float().div(32768.0).repeat(-(-n // len(waves)), 1)[:n]
         return waves, source
-    from tests.test_speech_features import speech_like_clips
+    from tests.helpers import speech_like_clips
     return torch.from_numpy(speech_like_clips(n)), "speech-like test signals"
 
 

@@ -31,19 +31,22 @@ import models.backend as backend  # noqa: E402
 from data import DataConfig  # noqa: E402
 from experiments.cli import load_experiment  # noqa: E402
 from experiments.train.loop import make_optimizer  # noqa: E402
-from models import build_network  # noqa: E402
-from models.kwinners import _KWinnersBase  # noqa: E402
-from models.network import rezero_weights  # noqa: E402
+from models import KWinners, KWinners2d, build_network, rezero_weights  # noqa: E402
 
 
-def compare(cfg, train, device, steps, x, y, x_test, seed=0):
+def twin_forward(twin, x):
+    """The twin's k-winners of ``x``: the layer's own torch ops (what every GPU runs)."""
+    return twin(x)
+
+
+def compare(cfg, train, device, steps, x, y, x_test, seed=0, twin_forward=twin_forward):
     """One network trained ``steps`` steps on the CPU, its k-winners layers mirrored on
-    ``device``: {"rows", "rows_tie", "rows_differ", "duty_max_diff", "boost_max_diff",
-    "duty_mean"}."""
+    ``device`` (each twin run by ``twin_forward(twin, x)``): {"rows", "rows_tie",
+    "rows_differ", "duty_max_diff", "boost_max_diff", "duty_mean"}."""
     torch.manual_seed(seed)
     model = build_network(cfg)
     optimizer = make_optimizer(model, train)
-    layers = {n: m for n, m in model.named_modules() if isinstance(m, _KWinnersBase)}
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, (KWinners, KWinners2d))}
     twins = {n: copy.deepcopy(m).to(device) for n, m in layers.items()}
     tally = {"rows": 0, "rows_tie": 0, "rows_differ": 0}
 
@@ -54,7 +57,7 @@ def compare(cfg, train, device, steps, x, y, x_test, seed=0):
             saved, backend.BACKEND = backend.BACKEND, "torch"  # the twin never takes the kernel
             try:
                 with torch.no_grad():
-                    other = twin(inputs[0].detach().to(device)).cpu()
+                    other = twin_forward(twin, inputs[0].detach().to(device)).cpu()
             finally:
                 backend.BACKEND = saved
             mine = output.detach().flatten(1)
@@ -110,7 +113,7 @@ def data(kind, count, test_count):
     return dataset.train_x[order], dataset.train_y[order], dataset.test_set()[0][:test_count]
 
 
-def main(argv=None):
+def main(argv=None, twin_forward=twin_forward):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=50, help="SGD steps per network")
@@ -140,7 +143,8 @@ def main(argv=None):
     failed = False
     for name in names:
         job = suite.jobs[name]
-        r = compare(job.model, job.train, args.device, args.steps, x, y, x_test)
+        r = compare(job.model, job.train, args.device, args.steps, x, y, x_test,
+                    twin_forward=twin_forward)
         failed |= r["rows_differ"] > 0 or r["duty_max_diff"] > args.tolerance
         print(f"{name:17s} {r['rows']:7d} {r['rows_tie']:6d} {r['rows_differ']:7d} "
               f"{r['duty_max_diff']:10.2e} {r['boost_max_diff']:11.2e}", flush=True)

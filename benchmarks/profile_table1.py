@@ -29,13 +29,12 @@ from torch.profiler import profile, record_function
 
 import bench_table1 as bench  # benchmarks/ is the script's folder, so first on sys.path
 from experiments.core.speed import keep_freed_memory
-from models import build_network
-from models import conv as conv_module
+from models import build_network, kernels
 
 KINDS = ("dense products", "oneDNN conv", "numba kernels", "optimizer", "other")
 PRODUCTS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
 ONEDNN = {"aten::mkldnn_convolution", "aten::convolution_backward"}
-SPARSE_FORWARD = "models.conv sparse-input forward"
+SPARSE_FORWARD = "models.kernels.conv.conv2d"
 B4_STEPS = 300  # SGD steps profiled at batch 4 (the first epoch of four networks)
 
 
@@ -53,14 +52,15 @@ def kind(op):
 
 
 def label_sparse_forward():
-    """Name models.conv's forward in the profile: in evaluation it runs outside autograd, so
-    its kernel would otherwise count as time between ops. Its F.conv2d calls keep their name."""
-    forward = conv_module._forward
+    """Name the convolution kernel's entry in the profile: in evaluation it runs outside
+    autograd, so its kernel would otherwise count as time between ops. Its F.conv2d calls
+    keep their name."""
+    conv2d = kernels.conv.conv2d
 
     def labelled(*args):
         with record_function(SPARSE_FORWARD):
-            return forward(*args)
-    conv_module._forward = labelled
+            return conv2d(*args)
+    kernels.conv.conv2d = labelled
 
 
 def split(fn):

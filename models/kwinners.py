@@ -27,71 +27,33 @@ times more winners, ``k_eval = min(round(k * k_inference_factor), n)``, and stil
 the frozen duty cycles. ``update_boost_strength()`` (once per epoch) multiplies beta by
 ``boost_strength_factor``.
 
-Two implementations compute this. ``_k_winners`` (torch.topk, gather, scatter; autograd does
-the rest) serves every device and dtype and is the reference. For float32 tensors on the CPU
-a numba kernel (``kwinners_cpu``) selects the same winners by radix selection, writes the
-output, marks the losers for the backward pass and updates the duty cycles in one call; tests
-check that both give identical outputs and gradients.
+The torch ops below (torch.topk, gather, scatter; autograd does the rest) serve every device
+and dtype and are the reference. For float32 tensors on the CPU one call of a numba kernel
+(models/kernels/kwinners.py) selects the same winners by radix selection, writes the output,
+marks the losers for the backward pass and updates the duty cycles; tests hold the two to
+identical outputs, gradients and duty cycles.
 """
-
 
 import contextlib
 
 import torch
 from torch import nn
 
-from models.backend import chunk_count, uses_cpu_kernel
-
-try:  # numba comes with librosa; without it every device uses the torch ops below
-    from models import kwinners_cpu
-except ImportError:  # pragma: no cover - numba is in requirements.txt
-    kwinners_cpu = None
+from models import backend, kernels
 
 
 def k_winners(x, k, scores=None):
     """Keep the raw values of ``x`` (B, n) at the k largest ``scores`` of each row; zero the rest.
 
     ``scores`` defaults to ``x`` (pass boosted values to boost). Exactly k winners per row; ties
-    go to whichever index torch.topk returns. Returns (output (B, n), winner indices (B, k)).
+    go to whichever index torch.topk returns. Returns (output (B, n), winner indices (B, k),
+    their values (B, k)). Only the B*k winning values are gathered and scattered into a fresh
+    zero tensor (no (B, n) mask), so autograd's gradient is 1 at the winners and 0 elsewhere.
     """
-    out, winners, _ = _k_winners(x, k, x.detach() if scores is None else scores)
-    return out, winners
-
-
-def _k_winners(x, k, scores):
-    """k_winners that also returns the winners' values (B, k).
-
-    Only the B*k winning values are gathered and scattered into a fresh zero tensor (no (B, n)
-    mask, no copy of the zeros), so autograd's gradient is 1 at the winners and 0 elsewhere.
-    """
+    scores = x.detach() if scores is None else scores
     winners = scores.topk(k, dim=1, sorted=False).indices
     values = x.gather(1, winners)
     return x.new_zeros(x.shape).scatter_(1, winners, values), winners, values
-
-
-class _KWinnersCPU(torch.autograd.Function):
-    """k-winners by the numba kernel: the same winners as ``_k_winners`` on the boosted scores
-    (exact ties go to the lowest index), the same output, and the same gradient (1 at the
-    winners, 0 elsewhere). In training mode the kernel also updates the layer's duty cycles
-    and sample count, with the arithmetic of ``_update_duty_cycle``."""
-
-    @staticmethod
-    def forward(ctx, x, layer, boost, group, k):  # x (B, n)
-        x = x.detach().contiguous()
-        out = torch.empty_like(x)
-        save = ctx.needs_input_grad[0]
-        losers = torch.empty(x.shape if save else (0, 0), dtype=torch.bool)
-        args = (x.numpy(), boost.detach().contiguous().numpy(), group, k, out.numpy(),
-                losers.numpy(), layer.duty_cycle.numpy(), layer.samples_seen.view(1).numpy(),
-                layer.duty_cycle_period, layer.training)
-        kwinners_cpu.forward(*args, chunk_count(x))
-        ctx.save_for_backward(losers)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        (losers,) = ctx.saved_tensors
-        return grad.masked_fill(losers, 0.0), None, None, None, None
 
 
 # Backward passes that attacks may put in place of k-winners' own (gradient 1 at the winners,
@@ -173,10 +135,10 @@ class _KWinnersBase(nn.Module):
         b = x.shape[0]
         k = self.k if self.training else self.k_eval
         boost = self.boost_factors()  # (n / group,)
-        if kwinners_cpu is not None and uses_cpu_kernel(x, self.duty_cycle):
-            return _KWinnersCPU.apply(x, self, boost, group, k)
+        if backend.uses_cpu_kernel(x, self.duty_cycle):
+            return kernels.kwinners.k_winners(x, self, boost, group, k)
         scores = (x.detach().view(b, -1, group) * boost.view(1, -1, 1)).view(b, -1)
-        out, winners, values = _k_winners(x, k, scores)
+        out, winners, values = k_winners(x, k, scores)
         if self.training:
             units = winners if group == 1 else winners.div(group, rounding_mode="floor")
             active = torch.zeros_like(self.duty_cycle).index_add_(

@@ -13,6 +13,7 @@ k = None means a dense layer (plain ReLU). Sizes for MNIST: 28 -> conv 24 -> poo
 -> pool 4; for Speech Commands: 32 -> 28 -> 14 -> 10 -> 5.
 """
 
+import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Optional
@@ -57,6 +58,48 @@ class NetworkConfig:
 
     def check(self):
         check_network_config(self)
+
+
+def network_config(fields):
+    """The checked NetworkConfig of a plain mapping (a YAML block, or ``dataclasses.asdict``
+    of a NetworkConfig): ``conv`` a list of mappings, ``hidden`` a mapping, ``input_shape``
+    a list or tuple. Raises ValueError naming the dotted key ("hidden.unitz: unknown key",
+    "conv[0].channels: missing required key") or the impossible value (check_network_config).
+    """
+    fields = _fields_of(NetworkConfig, fields, "")
+    if "conv" in fields:
+        if not isinstance(fields["conv"], (list, tuple)):
+            raise ValueError(f"conv: expected a list of layers, got {fields['conv']!r}")
+        fields["conv"] = [ConvLayerConfig(**_fields_of(ConvLayerConfig, layer, f"conv[{i}]"))
+                          for i, layer in enumerate(fields["conv"])]
+    if "hidden" in fields:
+        fields["hidden"] = HiddenLayerConfig(**_fields_of(HiddenLayerConfig, fields["hidden"],
+                                                          "hidden"))
+    if "input_shape" in fields:
+        fields["input_shape"] = tuple(fields["input_shape"])
+    cfg = NetworkConfig(**fields)
+    check_network_config(cfg)
+    return cfg
+
+
+def _fields_of(cls, mapping, where):
+    """A copy of ``mapping`` after checking it names only fields of dataclass ``cls``, and
+    all of its required ones; ``where`` is its dotted key ("" at the top)."""
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{where or 'network'}: expected a mapping, got {mapping!r}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for name in mapping:
+        if name not in known:
+            raise ValueError(f"{_key(where, name)}: unknown key (valid keys: {', '.join(known)})")
+    for name, f in known.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and name not in mapping:
+            raise ValueError(f"{_key(where, name)}: missing required key")
+    return dict(mapping)
+
+
+def _key(where, name):
+    return f"{where}.{name}" if where else name
 
 
 def conv_output_sizes(cfg):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.network import ConvLayerConfig, HiddenLayerConfig, NetworkConfig, build_network
+from models.network import build_network, network_config
 from models.sparse_weights import SparseWeights
 
 FOLDER = Path(__file__).with_name("pretrained")
@@ -31,15 +31,6 @@ FORMAT = 1
 def available():
     """The names of the shipped networks."""
     return sorted(p.stem for p in FOLDER.glob("*.pt"))
-
-
-def network_config(fields):
-    """NetworkConfig from its ``dataclasses.asdict`` form."""
-    fields = dict(fields)
-    fields["conv"] = [ConvLayerConfig(**c) for c in fields["conv"]]
-    fields["hidden"] = HiddenLayerConfig(**fields["hidden"])
-    fields["input_shape"] = tuple(fields["input_shape"])
-    return NetworkConfig(**fields)
 
 
 def compact_state(model):
@@ -96,6 +87,11 @@ def load_pretrained(name, pretrained=True):
     if pretrained:
         model.load_state_dict(full_state(data["state"]))
     return model.eval()
+
+
+def pretrained_config(name):
+    """The NetworkConfig the shipped network ``name`` was built from."""
+    return network_config(_read(name)["config"])
 
 
 def pretrained_info(name):

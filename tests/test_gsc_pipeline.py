@@ -9,7 +9,7 @@ import pytest
 from experiments.cli import load_experiment
 from experiments.core.records import read_jsonl
 from run import cli
-from tests.test_speech_commands import make_dataset
+from tests.helpers import make_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,13 +9,12 @@ import math
 import pytest
 import torch
 
-import models.backend as backend_module
-from models import KWinners, KWinners2d
+from models import KWinners, KWinners2d, backend
 
 
 @pytest.fixture(autouse=True, params=["auto", "torch"])
-def backend(request, monkeypatch):
-    monkeypatch.setattr(backend_module, "BACKEND", request.param)
+def each_backend(request, monkeypatch):
+    monkeypatch.setattr(backend, "BACKEND", request.param)
     return request.param
 
 

@@ -1,26 +1,26 @@
-"""The numba CPU kernel selects exactly the winners torch.topk does, and keeps the same state."""
+"""The numba CPU kernel (models/kernels/kwinners.py) selects exactly the winners torch.topk
+does, and keeps the same state."""
 
 import pytest
 import torch
 
-import models.backend as backend_module
-from models import KWinners, KWinners2d
-from models import kwinners_cpu
+from models import KWinners, KWinners2d, backend, kernels
 
-pytestmark = pytest.mark.skipif(kwinners_cpu is None, reason="numba not installed")
+pytestmark = pytest.mark.skipif(not backend.HAVE_NUMBA, reason="numba not installed")
 
 
 def kernel_winners(scores, k):
-    """Winner indices (B, k), sorted, from the kernel with unit boost."""
+    """Winner indices (B, k), sorted, from the kernel's entry with unit boost: where the
+    gradient of its output passes (zero scores may win, so the output cannot tell)."""
     rows, n = scores.shape
-    losers = torch.empty(rows, n, dtype=torch.bool)
-    out = torch.empty(rows, n)
-    duty, seen = torch.zeros(n), torch.zeros(1, dtype=torch.long)
-    kwinners_cpu.forward(scores.contiguous().numpy(), torch.ones(n).numpy(), 1, k, out.numpy(),
-                         losers.numpy(), duty.numpy(), seen.numpy(), 1000, False)
-    assert (~losers).sum(1).tolist() == [k] * rows
-    assert torch.equal(out, scores.masked_fill(losers, 0.0))
-    return torch.nonzero(~losers)[:, 1].view(rows, k)
+    layer = KWinners(n, k).eval()
+    x = scores.clone().requires_grad_()
+    out = kernels.kwinners.k_winners(x, layer, torch.ones(n), 1, k)
+    out.backward(torch.ones_like(out))
+    winners = x.grad != 0
+    assert winners.sum(1).tolist() == [k] * rows
+    assert torch.equal(out, scores.masked_fill(~winners, 0.0))
+    return torch.nonzero(winners)[:, 1].view(rows, k)
 
 
 @pytest.mark.parametrize("n, k", [(1, 1), (7, 7), (700, 100), (1024, 300), (4608, 400),
@@ -51,8 +51,8 @@ def test_extreme_values_rank_as_floats():
     assert kernel_winners(base, 1).tolist() == [[40]]
 
 
-def run_layer(make, shape, backend, steps, monkeypatch):
-    monkeypatch.setattr(backend_module, "BACKEND", backend)
+def run_layer(make, shape, mode, steps, monkeypatch):
+    monkeypatch.setattr(backend, "BACKEND", mode)
     torch.manual_seed(0)
     layer = make()
     outs, grads = [], []
@@ -90,10 +90,10 @@ def test_parallel_kernel_matches_the_serial_one(monkeypatch):
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        monkeypatch.setattr(backend_module, "PARALLEL_MIN", 0)
-        assert backend_module.chunk_count(torch.empty(64, 4608)) == 2
+        monkeypatch.setattr(kernels.rows, "PARALLEL_MIN", 0)
+        assert kernels.rows.chunk_count(torch.empty(64, 4608)) == 2
         out_p, grad_p, layer_p = run_layer(make, shape, "auto", 3, monkeypatch)
-        monkeypatch.setattr(backend_module, "PARALLEL_MIN", 10**12)
+        monkeypatch.setattr(kernels.rows, "PARALLEL_MIN", 10**12)
         out_s, grad_s, layer_s = run_layer(make, shape, "auto", 3, monkeypatch)
     finally:
         torch.set_num_threads(threads)
@@ -102,9 +102,13 @@ def test_parallel_kernel_matches_the_serial_one(monkeypatch):
     assert torch.equal(layer_p.duty_cycle, layer_s.duty_cycle)
 
 
-def test_kernel_serves_only_float32_cpu_tensors():
+def test_kernel_serves_only_float32_cpu_tensors(torch_ops):
+    """float32 goes to the kernel (no torch.topk runs), float64 to the torch ops."""
     layer = KWinners(10, 3)
-    assert backend_module.uses_cpu_kernel(torch.randn(2, 10), layer.duty_cycle)
-    assert not backend_module.uses_cpu_kernel(torch.randn(2, 10).double(), layer.duty_cycle)
-    y = layer.double()(torch.randn(4, 10, dtype=torch.float64))  # torch ops serve float64
+    assert backend.uses_cpu_kernel(torch.randn(2, 10), layer.duty_cycle)
+    assert not backend.uses_cpu_kernel(torch.randn(2, 10).double(), layer.duty_cycle)
+    y, ops = torch_ops(lambda: layer(torch.randn(4, 10)))
+    assert ops["aten::topk"] == 0 and (y != 0).sum(1).tolist() == [3] * 4
+    y, ops = torch_ops(lambda: layer.double()(torch.randn(4, 10, dtype=torch.float64)))
+    assert ops["aten::topk"] == 1
     assert y.dtype == torch.float64 and (y != 0).sum(1).tolist() == [3] * 4

@@ -1,10 +1,14 @@
 """Every paper network, built from its config: shapes, sparsity and parameter counts."""
 
+import dataclasses
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from experiments.cli import load_experiment
-from models import KWinners, KWinners2d, SparseWeights, build_network, count_parameters
+from models import (KWinners, KWinners2d, SparseWeights, build_network, count_parameters,
+                    network_config)
 
 MNIST = load_experiment("configs/mnist_table1.yaml")
 GSC = load_experiment("configs/gsc_table2.yaml")
@@ -46,12 +50,21 @@ def test_parameter_counts_match_the_paper(dataset, name):
 
 
 @pytest.mark.parametrize("dataset, name", sorted(COUNTS))
-def test_forward_gives_log_probabilities(dataset, name):
+def test_one_backward_pass_reaches_every_parameter_but_the_masked_weights(dataset, name):
+    """The loss's gradient reaches every parameter tensor (no layer cut off by k-winners,
+    pooling or the CPU kernels), and is exactly zero at the weights SparseWeights masks."""
     cfg = job(dataset, name).model
-    model = build_network(cfg).eval()
-    out = model(torch.randn(3, *cfg.input_shape))
-    assert out.shape == (3, cfg.num_classes)
-    assert torch.allclose(out.exp().sum(1), torch.ones(3), atol=1e-5)
+    torch.manual_seed(0)
+    model = build_network(cfg)
+    out = model(torch.randn(8, *cfg.input_shape))
+    assert out.shape == (8, cfg.num_classes)
+    F.nll_loss(out, torch.arange(8) % cfg.num_classes).backward()
+    masks = {f"{n}.module.weight": m.mask for n, m in model.named_modules()
+             if isinstance(m, SparseWeights)}
+    for key, p in model.named_parameters():
+        mask = masks.get(key, torch.ones_like(p))
+        assert p.grad[mask == 1].abs().sum() > 0, key
+        assert not p.grad[mask == 0].any(), key
 
 
 def test_sparse_cnn2_layers_match_the_paper():
@@ -72,3 +85,24 @@ def test_dense_networks_have_no_sparse_layers_and_gsc_uses_batch_norm():
     assert names == ["conv1", "bn1", "pool1", "relu1", "conv2", "bn2", "pool2", "relu2",
                      "flatten", "linear", "bn", "dropout", "relu", "output", "log_softmax"]
     assert not gsc.bn1.affine and gsc.dropout.p == 0.5
+
+
+@pytest.mark.parametrize("dataset, name", sorted(COUNTS))
+def test_network_config_round_trips_every_paper_network(dataset, name):
+    cfg = job(dataset, name).model
+    assert network_config(dataclasses.asdict(cfg)) == cfg
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["hidden"].update(unitz=3), r"^hidden\.unitz: unknown key"),
+    (lambda d: d["conv"][1].update(kk=3), r"^conv\[1\]\.kk: unknown key"),
+    (lambda d: d.update(boost=1.0), r"^boost: unknown key"),
+    (lambda d: d["conv"][0].pop("channels"), r"^conv\[0\]\.channels: missing required key"),
+    (lambda d: d["hidden"].update(k=701), r"^hidden\.k: must be in 1\.\.700"),
+    (lambda d: d.update(hidden=700), r"^hidden: expected a mapping"),
+])
+def test_network_config_names_the_wrong_key(change, message):
+    fields = dataclasses.asdict(job("mnist", "sparse_cnn2").model)
+    change(fields)
+    with pytest.raises(ValueError, match=message):
+        network_config(fields)

@@ -4,23 +4,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import models.backend as backend_module
-from models.pooling import MaxPool2x2
+from models import MaxPool2x2, backend, kernels
 
 
 @pytest.fixture(params=["auto", "torch"])
-def backend(request, monkeypatch):
-    monkeypatch.setattr(backend_module, "BACKEND", request.param)
+def mode(request, monkeypatch):
+    monkeypatch.setattr(backend, "BACKEND", request.param)
     return request.param
 
 
 @pytest.mark.parametrize("shape", [(4, 32, 24, 24), (3, 2, 7, 5), (1, 1, 2, 2), (64, 64, 8, 8)])
-def test_outputs_and_gradients_equal_max_pool2d(shape, backend):
+def test_outputs_and_gradients_equal_max_pool2d(shape, mode, torch_ops):
     torch.manual_seed(0)
     x = torch.randn(shape)
     grad = torch.randn(shape[0], shape[1], shape[2] // 2, shape[3] // 2)
     ours, ref = x.clone().requires_grad_(), x.clone().requires_grad_()
-    y = MaxPool2x2()(ours)
+    y, ops = torch_ops(lambda: MaxPool2x2()(ours))
+    assert ops["aten::max_pool2d"] == (mode == "torch")  # "auto": the kernel pooled
     y.backward(grad)
     F.max_pool2d(ref, 2).backward(grad)
     assert torch.equal(y, F.max_pool2d(x, 2))
@@ -29,7 +29,7 @@ def test_outputs_and_gradients_equal_max_pool2d(shape, backend):
     assert int((ours.grad != 0).sum()) == int((grad != 0).sum())
 
 
-def test_ties_nan_and_minus_inf_follow_max_pool2d(backend):
+def test_ties_nan_and_minus_inf_follow_max_pool2d(mode):
     x = torch.tensor([[[[1.0, 1.0, float("nan"), 0.0],
                         [1.0, 0.5, 2.0, float("nan")],
                         [-float("inf"), -float("inf"), 3.0, 3.0],
@@ -51,7 +51,7 @@ def test_parallel_kernel_matches_the_serial_one(monkeypatch):
     try:
         torch.set_num_threads(2)
         for minimum in (0, 10**12):
-            monkeypatch.setattr(backend_module, "PARALLEL_MIN", minimum)
+            monkeypatch.setattr(kernels.rows, "PARALLEL_MIN", minimum)
             x.grad = None
             y = MaxPool2x2()(x)
             y.backward(grad)

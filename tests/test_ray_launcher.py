@@ -32,7 +32,7 @@ from experiments.core.runs import (LOCK, Job, RunLocked, claim_dir, lock_holder,
 from experiments.train.job import run_job, summary  # noqa: E402
 from experiments.cli import load_experiment, run_experiment  # noqa: E402
 from run import cli  # noqa: E402
-from tests.test_training import TINY, strip_timing  # noqa: E402
+from tests.helpers import TINY, strip_timing  # noqa: E402
 
 # One pytest-xdist worker runs this file's tests, one after another: Ray clusters and locks
 # of two workers never meet.

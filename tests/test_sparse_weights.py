@@ -20,7 +20,23 @@ def test_exact_zero_count_per_output_unit(module, fan_in):
     assert layer.mask.shape == module.weight.shape
     assert torch.equal(layer.mask.flatten(1).sum(1), torch.full((module.weight.shape[0],),
                                                                 float(fan_in - zeros)))
-    assert torch.all(module.bias != 0)  # the bias is never masked
+
+
+@pytest.mark.parametrize("module, shape", [(nn.Linear(40, 30), (8, 40)),
+                                           (nn.Conv2d(3, 5, 3), (8, 3, 7, 7))])
+def test_the_bias_is_never_masked(module, shape):
+    """The bias's gradient is the one the unwrapped layer gives with the same (masked)
+    weights: non-zero at every unit, untouched by the weight's mask."""
+    torch.manual_seed(0)
+    layer = SparseWeights(module, density=0.1)
+    x = torch.randn(*shape)
+    layer(x).pow(2).sum().backward()
+    bias = module.bias.detach().clone().requires_grad_()
+    plain = torch.func.functional_call(module, {"weight": module.weight.detach(), "bias": bias},
+                                       (x,))
+    plain.pow(2).sum().backward()
+    assert torch.all(module.bias.grad != 0)
+    assert torch.equal(module.bias.grad, bias.grad)
 
 
 def test_paper_example_307_of_1024_nonzero():

@@ -7,7 +7,7 @@ import torch
 from data.speech_augment import (MAX_SHIFT, AugmentParams, augment_features, augmented_log_mel,
                                  change_speed, draw_params, stretch_and_shift)
 from data.speech_features import log_mel
-from tests.test_speech_features import speech_like_clips
+from tests.helpers import speech_like_clips
 
 
 def identity(n):

@@ -18,38 +18,7 @@ from data.speech_words import DIGITS
 from data.speech_commands import (SILENCE, SpeechCommandsDataset, add_waveform_noise,
                                   class_balanced_draws, load_split, log_mel, read_clip,
                                   split_files)
-
-VALIDATION = ["zero/s1_nohash_0.wav", "one/s1_nohash_0.wav", "bed/s1_nohash_0.wav"]
-TESTING = ["zero/s2_nohash_0.wav", "two/s2_nohash_1.wav", "cat/s2_nohash_0.wav"]
-
-
-def write_clip(path, seed, length=16_000, rate=16_000, channels=1):
-    """A tone-plus-noise clip; its frequency depends on the seed so clips differ."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(length) / rate
-    x = 0.5 * np.sin(2 * np.pi * (200 + 37 * seed) * t) + 0.01 * rng.standard_normal(length)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    samples = np.stack([x] * channels, axis=1) if channels > 1 else x
-    soundfile.write(path, samples, rate, subtype="PCM_16")
-
-
-def make_dataset(folder, train_per_digit=3, extra_zeros=4):
-    """Digits (plus two other words) by speakers s1 (validation), s2 (test), t0.. (train).
-
-    'zero' gets ``extra_zeros`` more training clips than the other digits (imbalance).
-    """
-    seed = 0
-    for word in DIGITS + ("bed", "cat"):
-        count = train_per_digit + (extra_zeros if word == "zero" else 0)
-        names = ["s1_nohash_0", "s2_nohash_0", "s2_nohash_1"] + [f"t{i}_nohash_0"
-                                                                 for i in range(count)]
-        for name in names:
-            seed += 1
-            write_clip(folder / word / f"{name}.wav", seed, length=16_000 - 97 * (seed % 5))
-    (folder / "validation_list.txt").write_text("\n".join(VALIDATION) + "\n")
-    (folder / "testing_list.txt").write_text("\n".join(TESTING) + "\n")
-    return folder
-
+from tests.helpers import TESTING, VALIDATION, Server, make_dataset, write_clip
 
 @pytest.fixture
 def dataset(tmp_path):
@@ -220,7 +189,6 @@ def test_a_corrupt_cache_is_rebuilt(dataset):
 
 
 def test_real_source_downloads_verifies_and_extracts_when_missing(tmp_path, monkeypatch):
-    from tests.test_speech_download import Server
     source = make_dataset(tmp_path / "upstream", train_per_digit=1, extra_zeros=0)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:

@@ -4,14 +4,13 @@ import hashlib
 import io
 import random
 import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 import data.download
 from data import DataError
 from data.download import download, safe_extract
+from tests.helpers import Server
 
 
 def tar_gz(members):
@@ -34,48 +33,6 @@ CLIP = random.Random(0).randbytes(20_000)  # incompressible: the archive is > 20
 GOOD_ARCHIVE = tar_gz([("validation_list.txt", b"zero/a_nohash_0.wav\n"),
                        ("zero/a_nohash_0.wav", CLIP),
                        ("zero/alias.wav", "->", "a_nohash_0.wav")])
-
-
-class Server:
-    """An HTTP server on 127.0.0.1 serving one payload, with optional Range support."""
-
-    def __init__(self, payload, honour_range=True, cut_first_response_at=None):
-        self.payload, self.honour_range = payload, honour_range
-        self.cut_at, self.ranges = cut_first_response_at, []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                server.handle(self)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/archive.tar.gz"
-
-    def handle(self, request):
-        if request.path != "/archive.tar.gz":
-            return request.send_error(404)
-        header = request.headers.get("Range")
-        self.ranges.append(header)
-        start = int(header[6:-1]) if header and self.honour_range else 0
-        body = self.payload[start:]
-        request.send_response(206 if start else 200)
-        request.send_header("Content-Length", str(len(body)))
-        request.end_headers()
-        if self.cut_at is not None:  # the connection drops mid-transfer, once
-            body, self.cut_at = body[:self.cut_at], None
-        request.wfile.write(body)
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, args=(0.02,),  # quick shutdown
-                         daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def sha256(payload):

@@ -7,6 +7,7 @@ import torch
 
 from data.speech_commands import log_mel
 from data.speech_features import CHUNK, slaney_mel_filterbank
+from tests.helpers import speech_like_clips
 
 SR = 16_000
 
@@ -16,22 +17,6 @@ def librosa_log_mel(clip):
     power = librosa.feature.melspectrogram(y=clip, sr=SR, n_fft=2048, hop_length=512,
                                            n_mels=32, pad_mode="reflect")
     return librosa.power_to_db(power, ref=np.max, amin=1e-10, top_db=80.0)
-
-
-def speech_like_clips(n, seed=0):
-    """Harmonic 'vowels' with moving pitch, bursts of noise, pauses and short clips, in [-1, 1]."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(SR) / SR
-    clips = []
-    for _ in range(n):
-        f0 = rng.uniform(80, 300) * (1 + 0.3 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t))
-        phase = 2 * np.pi * np.cumsum(f0) / SR
-        voiced = sum(np.sin(h * phase) / h for h in range(1, 12))
-        envelope = np.exp(-((t - rng.uniform(0.3, 0.7)) / rng.uniform(0.05, 0.2)) ** 2)
-        clip = envelope * voiced + rng.uniform(1e-4, 1e-2) * rng.standard_normal(SR)
-        clip[int(rng.uniform(0.6, 1.0) * SR):] = 0.0  # padded ending, as short clips get
-        clips.append(0.9 * clip / np.abs(clip).max())
-    return np.stack(clips).astype(np.float32)
 
 
 def test_mel_filterbank_equals_librosa_slaney():

@@ -17,20 +17,15 @@ from experiments.core.records import read_jsonl
 from models import build_network
 from experiments.cli import run_experiment
 from run import cli
+from tests.helpers import TINY, strip_timing
 
 REPO = Path(__file__).resolve().parent.parent
-TIMING = ("seconds", "train_seconds", "eval_seconds")
-TINY = ["data.train_limit=96", "data.test_limit=40", "noise.levels=[0.0, 0.25, 0.5]"]
 
 
 def tiny_job(mnist_root, network="sparse_cnn2", epochs=3, extra=()):
     exp = load_experiment(REPO / "configs/mnist_table1.yaml",
                           [*TINY, f"train.epochs={epochs}", f"data.root={mnist_root}", *extra])
     return exp.jobs[network]
-
-
-def strip_timing(records):
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
 
 
 def test_learning_rate_boost_and_batch_size_schedules(mnist_root, tmp_path):

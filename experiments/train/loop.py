@@ -12,8 +12,6 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from experiments.train.sgd import SGD
-
 
 def resolve_device(name):
     if name == "auto":
@@ -22,11 +20,10 @@ def resolve_device(name):
 
 
 def make_optimizer(model, cfg):
-    """SGD: ``torch.optim.SGD``'s arithmetic bit for bit. Momentum steps on the CPU run in one
-    pass per parameter (experiments/train/sgd.py); other steps update all parameters in one
-    multi-tensor call (``foreach``: less per-step overhead at batch 4)."""
-    return SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-               weight_decay=cfg.weight_decay, foreach=True)
+    """``torch.optim.SGD`` updating all parameters in one multi-tensor call per step
+    (``foreach``: less per-step overhead at batch 4)."""
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay, foreach=True)
 
 
 def set_lr(optimizer, lr):

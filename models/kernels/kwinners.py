@@ -1,4 +1,4 @@
-"""CPU kernels for k-winners, compiled with numba: exact top-k by radix selection.
+"""k-winners on the CPU, compiled with numba: exact top-k by radix selection.
 
 ``torch.topk`` on CPU copies each row into (value, index) pairs and runs ``std::nth_element``;
 on fresh activations every comparison is a coin flip for the branch predictor, so selecting 400
@@ -12,15 +12,18 @@ counting instead of comparing, in a fixed number of passes:
 3. The candidates (a few percent of the row) are resolved the same way on the remaining 21
    bits, 8 at a time. Keys still equal after all 32 bits are tied: the lowest indices win.
 
-The kernel writes the layer's output (the raw values at the winners, zeros elsewhere), marks
-the losers for the backward pass (``models.kwinners`` zeroes the gradient there) and, in
-training, counts the positive winners per duty-cycle group and updates the duty cycles in
-place: one call instead of a dozen tensor ops. It serves
-float32 tensors on the CPU; everywhere else the layer uses torch ops, with the same winners.
+One call writes the layer's output (the raw values at the winners, zeros elsewhere), marks
+the losers for the backward pass (which zeroes the gradient there) and, in training, counts
+the positive winners per duty-cycle group and updates the duty cycles in place, with the
+arithmetic of ``models.kwinners``' ``_update_duty_cycle``: one call instead of a dozen
+tensor ops. The entry is ``k_winners(x, layer, boost, group, k)``.
 """
 
 import numba
 import numpy as np
+import torch
+
+from models.kernels.rows import chunk_count
 
 _TOP_BITS = 11  # first radix pass: bits 31..21 of the key
 _BINS = 1 << _TOP_BITS
@@ -156,19 +159,19 @@ def _update_duty_cycle(duty, seen, active, batch, group, period_max):
             duty[g] = end - (end - d) * (np.float32(1.0) - weight)
 
 
-def forward(x, boost, group, k, out, losers, duty, seen, period_max, train, chunks=1):
+def _forward(x, boost, group, k, out, losers, duty, seen, period_max, train, chunks=1):
     """k-winners of ``x`` (B, n) float32, scores ``x * boost`` (one factor per ``group`` entries).
 
     Writes ``out`` (B, n): the raw ``x`` at each row's k winners, 0 elsewhere, and, unless it
     is empty (0 rows), ``losers`` (B, n, bool): True everywhere but at the winners (what the
     backward pass needs). With ``train``, also updates the duty cycles ``duty`` (n // group,)
-    and the sample count ``seen`` (1,) in place, as ``_KWinnersBase._update_duty_cycle`` does.
+    and the sample count ``seen`` (1,) in place, as the layer's ``_update_duty_cycle`` does.
     With ``chunks`` > 1 the rows are split into that many parallel tasks, each counting into
     its own row of ``active`` (whole numbers: their sum does not depend on the split).
     """
     rows = x.shape[0]
     active = np.zeros((chunks, duty.shape[0]), np.float64)
-    if chunks == 1:  # as models.backend.run_rows: from Python, one compiled kernel for both
+    if chunks == 1:  # as rows.run_rows: from Python, one compiled kernel for both
         _forward_rows(x, boost, group, k, 0, rows, out, losers, active[0], train)
     else:
         _forward_chunks(x, boost, group, k, out, losers, active, train)
@@ -188,3 +191,35 @@ def _forward_chunks(x, boost, group, k, out, losers, active, train):
     for c in numba.prange(chunks):
         _forward_rows(x, boost, group, k, c * rows // chunks, (c + 1) * rows // chunks,
                       out, losers, active[c], train)
+
+
+class _KWinnersCPU(torch.autograd.Function):
+    """k-winners by the kernel: the same winners as the layer's torch ops on the boosted scores
+    (exact ties go to the lowest index), the same output, and the same gradient (1 at the
+    winners, 0 elsewhere)."""
+
+    @staticmethod
+    def forward(ctx, x, layer, boost, group, k):  # x (B, n)
+        x = x.detach().contiguous()
+        out = torch.empty_like(x)
+        save = ctx.needs_input_grad[0]
+        losers = torch.empty(x.shape if save else (0, 0), dtype=torch.bool)
+        args = (x.numpy(), boost.detach().contiguous().numpy(), group, k, out.numpy(),
+                losers.numpy(), layer.duty_cycle.numpy(), layer.samples_seen.view(1).numpy(),
+                layer.duty_cycle_period, layer.training)
+        _forward(*args, chunk_count(x))
+        ctx.save_for_backward(losers)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (losers,) = ctx.saved_tensors
+        return grad.masked_fill(losers, 0.0), None, None, None, None
+
+
+def k_winners(x, layer, boost, group, k):
+    """The k-winners output (B, n) of ``x`` (B, n) float32: the raw ``x`` at the k largest
+    scores ``x * boost`` of each row (one factor of ``boost`` per ``group`` consecutive
+    entries), 0 elsewhere; its gradient is 1 at the winners. In training mode it also updates
+    ``layer.duty_cycle`` and ``layer.samples_seen`` in place, as the layer's torch ops do."""
+    return _KWinnersCPU.apply(x, layer, boost, group, k)
