@@ -10,11 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from experiments.analysis.measures import (UnitStats, chance_match_probability, cosines,
-                                           degrees, relative_change, unit_norms,
-                                           winner_overlap)
+                                           degrees, partner_overlap, partners,
+                                           relative_change, unit_norms, winner_overlap)
 from experiments.analysis.probe import layers_of, run_layers
-from experiments.core.measures import entropy_ratio
-from models import ConvLayerConfig, HiddenLayerConfig, NetworkConfig, build_network
+from experiments.core.measures import binary_entropy_ratio, entropy_ratio
+from models import (ConvLayerConfig, HiddenLayerConfig, KWinners, NetworkConfig,
+                    build_network)
 from run import cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,6 +68,36 @@ def test_chance_match_is_the_hypergeometric_tail():
     assert chance_match_probability(n, a, theta) == pytest.approx(exact / math.comb(n, a))
 
 
+def test_partners_are_the_next_sample_with_the_same_or_another_label():
+    labels = torch.tensor([3, 5, 3, 3, 7])
+    assert partners(labels, same=True).tolist() == [2, -1, 3, 0, -1]
+    assert partners(labels, same=False).tolist() == [1, 2, 4, 4, 0]
+
+
+def test_unrelated_overlap_on_a_network_whose_winners_are_the_label():
+    """A k-winners layer fed one-hot blocks of its label: every image of a digit has the same 5
+    winners and different digits share none, so the same-digit overlap is 1 and the
+    other-digit overlap 0 (a uniform random set of 5 of 50 would share 0.5 on average)."""
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 3, 3, 4, 9])
+    x = torch.zeros(len(labels), 50)
+    for i, label in enumerate(labels):
+        x[i, 5 * label:5 * label + 5] = torch.arange(1.0, 6.0)
+    layer = KWinners(50, k=5).eval()
+    winners = layer(x) != 0
+    assert winners.sum(1).tolist() == [5] * len(labels)
+    assert partner_overlap(winners, labels, same=True)[:8].tolist() == [1.0] * 8
+    assert torch.isnan(partner_overlap(winners, labels, same=True)[8:]).all()  # no partner
+    assert partner_overlap(winners, labels, same=False).tolist() == [0.0] * len(labels)
+
+
+def test_binary_entropy_ratio_is_one_at_the_target_density_and_zero_for_on_off_units():
+    assert binary_entropy_ratio([0.1] * 20, 2, 20) == pytest.approx(1.0)
+    assert binary_entropy_ratio([1.0] * 2 + [0.0] * 18, 2, 20) == 0.0
+    half = binary_entropy_ratio([0.2] * 10 + [0.0] * 10, 2, 20)
+    h = lambda p: -p * math.log(p) - (1 - p) * math.log(1 - p)  # noqa: E731
+    assert half == pytest.approx(10 * h(0.2) / (20 * h(0.1)))
+
+
 def test_probe_dots_and_patch_norms_against_brute_force():
     torch.manual_seed(0)
     net = build_network(NetworkConfig(conv=[ConvLayerConfig(3, 40)],
@@ -115,6 +146,11 @@ def test_analysis_smoke_on_run_folders(mnist_root, tiny_runs, tmp_path, capsys):
     hidden = units[units.layer == "hidden"]
     assert len(hidden) == 24 and (hidden.fan_in == 288).all() and (hidden.fan_in_total == 576).all()
     assert hidden.test_win_rate.sum() == pytest.approx(9, rel=1e-9)  # 9 wins per input
+    # the tiny networks are untrained: the weights are the initial ones, rebuilt from the seed
+    assert units.initial_weight_norm.to_numpy() == pytest.approx(units.weight_norm.to_numpy())
+    assert set(hidden.k) == {6} and set(hidden.n) == {24}
+    assert 0 <= clean.loc["hidden", "other_digit_overlap"] <= 1
+    assert 0 <= clean.loc["hidden", "same_digit_match"] <= 1
     relu = pd.read_csv(folder / "dense_cnn2" / "seed-42" / "units.csv")
     assert relu[relu.layer == "hidden"].duty_cycle.isna().all()  # no duty cycles in ReLU
     layers = pd.read_csv(folder / "layers.csv")

@@ -1,14 +1,17 @@
 """One analysis job: a trained network (network, seed) looked at on the test set.
 
 It writes, in its run folder (besides the run-folder files of experiments/core/runs.py):
-    units.csv     per layer and unit: weight norm, non-zero fan-in, training duty cycle, the
-                  rate at which it wins on the clean test set, and the angle (degrees) between
-                  its weights and its inputs: mean, min, max over all inputs and over the
-                  inputs where it wins
+    units.csv     per layer and unit: weight norm (and as training started it), non-zero
+                  fan-in, training duty cycle, the layer's k and n, the rate at which the unit
+                  wins on the clean test set, and the angle (degrees) between its weights and
+                  its inputs: mean, min, max over all inputs and over the inputs where it wins
     overlap.csv   per layer and noise level: winner overlap with the clean input, the share of
                   samples that keep at least half of their clean winners, the relative change
-                  of the layer's output, and the chance values for unrelated inputs; for the
-                  output layer the share of samples whose prediction stays the same
+                  of the layer's output, and two chance levels for unrelated inputs: uniform
+                  random winner sets (section 3), and real ones: each clean test image's
+                  winners against those of the next test image of another digit, and of the
+                  same digit, in its batch; for the output layer the share of samples whose
+                  prediction stays the same
 metrics.jsonl holds one line (label, where the weights came from, seconds); a finished job is
 skipped when the suite reruns.
 """
@@ -22,27 +25,34 @@ from tqdm.auto import tqdm
 
 from data import dataset_info, load_dataset
 from experiments.analysis.measures import (UnitStats, chance_match_probability, cosines,
-                                           degrees, relative_change, unit_norms,
-                                           winner_overlap)
+                                           degrees, partner_overlap, relative_change,
+                                           unit_norms, winner_overlap)
 from experiments.analysis.probe import layers_of, run_layers
 from experiments.core.lifecycle import open_run
 from experiments.core.records import atomic_write
-from experiments.core.trained import load_network
+from experiments.core.trained import initial_network, load_network
 
 NOISE_SEED_OFFSET = 104_729  # the analysis draws its own noise, apart from training's
 
 
-def weight_rows(net):
-    """Per layer and unit: weight norm, non-zero fan-in and training duty cycle."""
+def weight_rows(net, initial):
+    """Per layer and unit: weight norm (now and as training started it, from ``initial``, the
+    untrained network of the same seed), non-zero fan-in, training duty cycle, and the
+    layer's training k of n (k-winners)."""
     rows = []
-    for layer in layers_of(net):
+    for layer, start in zip(layers_of(net), layers_of(initial)):
         norms, fan_in = unit_norms(layer.weights.weight)
+        initial_norms, _ = unit_norms(start.weights.weight)
         duty = getattr(layer.activation, "duty_cycle", None)
+        k, n = (getattr(layer.activation, "k", None), getattr(layer.activation, "n", None))
         for unit in range(len(norms)):
             rows.append({"layer": layer.name, "kind": layer.kind, "unit": unit,
-                         "weight_norm": float(norms[unit]), "fan_in": int(fan_in[unit]),
+                         "weight_norm": float(norms[unit]),
+                         "initial_weight_norm": float(initial_norms[unit]),
+                         "fan_in": int(fan_in[unit]),
                          "fan_in_total": layer.weights.weight[0].numel(),
-                         "duty_cycle": math.nan if duty is None else float(duty[unit])})
+                         "duty_cycle": math.nan if duty is None else float(duty[unit]),
+                         "k": math.nan if k is None else k, "n": math.nan if n is None else n})
     return rows
 
 
@@ -59,10 +69,11 @@ class Tally:
         self.inputs = dict.fromkeys(units, 0)  # (sample, position) pairs seen per unit
         self.space = {}  # layer -> n of its winner masks: C*H*W for a conv, else the units
         self.per_sample = {}  # (layer, level) -> lists of overlap, change, clean winner count
+        self.unrelated = {}  # (layer, "other" | "same") -> overlaps with a partner test image
         self.samples = 0
 
-    def add_clean(self, seen):
-        """Angles and win counts of one clean batch."""
+    def add_clean(self, seen, labels):
+        """Angles, win counts and the overlaps with unrelated inputs of one clean batch."""
         for layer in self.layers:
             s = seen[layer.name]
             norms = layer.weights.weight.detach().flatten(1).norm(dim=1)
@@ -76,6 +87,9 @@ class Tally:
                 self.angles[(layer.name, "winners")].add(angle, winners)
                 self.wins[layer.name] += winners.double().sum(0)
                 self.space[layer.name] = s.winners[0].numel()
+                for digit, same in (("other", False), ("same", True)):
+                    self.unrelated.setdefault((layer.name, digit), []).append(
+                        partner_overlap(s.winners.flatten(1), labels, same))
         self.samples += len(seen[self.layers[0].name].output)
 
     def add_noisy(self, clean, noisy, level):
@@ -106,7 +120,7 @@ def _per_unit(values):
 def test_pass(net, cfg, seed, progress):
     """One pass over the clean and noisy test sets; returns the Tally."""
     dataset = load_dataset(cfg.data)
-    clean_x, _ = dataset.test_set()
+    clean_x, clean_y = dataset.test_set()
     generator = torch.Generator().manual_seed(seed + NOISE_SEED_OFFSET)
     noisy = {v: dataset.noisy_test_set(v, generator)[0] for v in cfg.levels if v > 0}
     tally = Tally(net, cfg.levels)
@@ -115,16 +129,16 @@ def test_pass(net, cfg, seed, progress):
                       leave=False):
         batch = slice(start, start + cfg.batch_size)
         clean = run_layers(net, clean_x[batch])
-        tally.add_clean(clean)
+        tally.add_clean(clean, clean_y[batch])
         tally.add_noisy(clean, clean, 0.0)
         for level, x in noisy.items():
             tally.add_noisy(clean, run_layers(net, x[batch]), level)
     return tally
 
 
-def unit_rows(net, tally):
+def unit_rows(net, initial, tally):
     """units.csv: weight_rows joined with the test-set win rates and angle statistics."""
-    rows = weight_rows(net)
+    rows = weight_rows(net, initial)
     for row in rows:
         name, unit = row["layer"], row["unit"]
         row["test_win_rate"] = (float(tally.wins[name][unit] / tally.inputs[name])
@@ -158,6 +172,10 @@ def overlap_rows(tally):
                            match_fraction=float((overlap >= 0.5).double().mean()),
                            winners=a, space=n, chance_overlap=a / n,
                            chance_match=chance_match_probability(n, round(a), math.ceil(a / 2)))
+                for digit in ("other", "same"):
+                    partner = torch.cat(tally.unrelated[(layer.name, digit)])
+                    row[f"{digit}_digit_overlap"] = float(partner.nanmean())
+                    row[f"{digit}_digit_match"] = float((partner >= 0.5).double().mean())
             rows.append(row)
     return rows
 
@@ -171,8 +189,9 @@ def run_job(cfg, network, seed, folder, progress=True):
         net, label, origin = load_network(cfg, network, seed)
         run.start(cfg.device, 0, 1)
         tally = test_pass(net, cfg, seed, progress)
+        initial = initial_network(cfg, network, seed)
         atomic_write(run.folder / "units.csv",
-                     pd.DataFrame(unit_rows(net, tally)).to_csv(index=False))
+                     pd.DataFrame(unit_rows(net, initial, tally)).to_csv(index=False))
         atomic_write(run.folder / "overlap.csv",
                      pd.DataFrame(overlap_rows(tally)).to_csv(index=False))
         run.keep([])

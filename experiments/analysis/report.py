@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.core.figures import new_figure, save_figure, series_colors
-from experiments.core.measures import entropy_ratio
+from experiments.core.measures import binary_entropy_ratio, entropy_ratio
 from experiments.core.runs import load_runs
 from experiments.core.tables import markdown_table, write_table
 
@@ -52,11 +52,14 @@ def layer_table(units, overlap):
                "kind": group.kind.iloc[0], "seeds": seeds.ngroups,
                "units": int(seeds.size().iloc[0]),
                "weight_norm_mean": group.weight_norm.mean(),
+               "weight_norm_initial": group.initial_weight_norm.mean()
+               if "initial_weight_norm" in group else np.nan,
                "weight_norm_cv": seeds.weight_norm.agg(lambda w: w.std() / w.mean()).mean(),
                "fan_in": group.fan_in.mean(), "fan_in_total": int(group.fan_in_total.iloc[0]),
                "angle_all": group.angle_all_mean.mean(),
                "angle_winners": group.angle_winners_mean.mean(),
                "duty_entropy": seeds.duty_cycle.agg(entropy_ratio).mean(),
+               "duty_entropy_binary": _binary_entropy(seeds),
                "test_entropy": seeds.test_win_rate.agg(entropy_ratio).mean(),
                "never_win": seeds.test_win_rate.agg(lambda r: int((r == 0).sum())).mean()}
         row.update(_overlap_columns(overlap[(overlap.network == network)
@@ -77,7 +80,17 @@ def _overlap_columns(frame):
     cols["space"] = first.get("space", np.nan)
     cols["chance_overlap"] = first.get("chance_overlap", np.nan)
     cols["chance_match"] = first.get("chance_match", np.nan)
+    for key in ("other_digit_overlap", "other_digit_match", "same_digit_overlap",
+                "same_digit_match"):
+        cols[key] = first.get(key, np.nan)
     return cols
+
+
+def _binary_entropy(seeds):
+    """The authors' duty-cycle entropy of a layer, mean over seeds (nan without k and n)."""
+    values = [binary_entropy_ratio(g.duty_cycle, g.k.iloc[0], g.n.iloc[0]) for _, g in seeds
+              if "k" in g and g.k.notna().all()]
+    return float(np.mean(values)) if values else np.nan
 
 
 def _ordered(frame):
@@ -98,11 +111,15 @@ def layer_markdown(table):
                          for w, n in zip(table.winners, table.space)],
         "weight norm (CV)": [f"{m:.3f} ({cv:.2f})" for m, cv in
                              zip(table.weight_norm_mean, table.weight_norm_cv)],
+        "at init": [("" if pd.isna(i) else f"{i:.3f} (x{m / i:.2f})") for m, i in
+                    zip(table.weight_norm_mean, table.weight_norm_initial)],
         "fan-in": [f"{f:.0f} of {t}" for f, t in zip(table.fan_in, table.fan_in_total)],
         "angle: all / winners (deg)": [_pair(a, w) for a, w in
                                        zip(table.angle_all, table.angle_winners)],
         "entropy: train / test": [_pair(d, t, ".2f") for d, t in
                                   zip(table.duty_entropy, table.test_entropy)],
+        "entropy (nupic.torch)": [("" if pd.isna(v) else f"{v:.2f}")
+                                  for v in table.duty_entropy_binary],
         "never win": [("" if pd.isna(v) else f"{v:.0f}") for v in table.never_win]})
     for level in LEVELS_SHOWN:
         out[f"overlap {level:.0%}"] = [pct(v) for v in table[f"overlap_{level:.1f}"]]
@@ -110,7 +127,15 @@ def layer_markdown(table):
         out[f"change {level:.0%}"] = [pct(v) for v in table[f"change_{level:.1f}"]]
     out["chance overlap"] = [pct(v) for v in table.chance_overlap]
     out["chance match"] = ["" if pd.isna(v) else f"{v:.1e}" for v in table.chance_match]
+    out["other digit: overlap / match"] = [_pct_pair(o, m) for o, m in
+                                           zip(table.other_digit_overlap, table.other_digit_match)]
+    out["same digit: overlap / match"] = [_pct_pair(o, m) for o, m in
+                                          zip(table.same_digit_overlap, table.same_digit_match)]
     return out
+
+
+def _pct_pair(a, b):
+    return "" if pd.isna(a) else f"{100 * a:.0f}% / {100 * b:.1f}%"
 
 
 def _pair(a, b, spec=".1f"):
@@ -120,19 +145,27 @@ def _pair(a, b, spec=".1f"):
 
 NOTES = [
     "- Weight norm: mean L2 norm of the units' incoming weights; CV = std / mean over units. "
-    "Under i.i.d. input noise of variance s², a unit's pre-activation varies by s² |w|².",
+    "Under i.i.d. input noise of variance s², a unit's pre-activation varies by s² |w|². "
+    "At init: the same network as training started it (built from its config after "
+    "torch.manual_seed(seed)), and the trained norm's ratio to it.",
     "- Angle: between a unit's weight vector and its input (a conv: the patch under the "
     "pooling maximum), mean over the clean test set, then over units; 'winners': only the "
     "inputs where the unit wins (k-winners) or is active (ReLU).",
     "- Entropy: of the training duty cycles (k-winners only) and of the clean test-set win "
-    "rates, divided by its maximum log n (1 = work spread evenly); never win: units with no "
-    "win on the clean test set.",
+    "rates, each normalised to sum to 1, divided by its maximum log n (1 = work spread "
+    "evenly); never win: units with no win on the clean test set. Entropy (nupic.torch): the "
+    "authors' measure, the binary entropies H(d_i) of the duty cycles summed, over the same "
+    "count at the target density k/n (1 = every unit active k/n of the time).",
     "- Overlap at p% noise: the share of a sample's clean winners (k-winners: the top k; ReLU: "
     "the active units) still winners on its noisy copy, mean over the test set; change: "
     "|y_noisy - y_clean| / |y_clean| of the layer's output.",
-    "- Chance overlap: winners / n, the expected overlap of an unrelated input; chance match: "
-    "the section-3 probability that an unrelated input keeps at least half of the winners "
-    "(hypergeometric tail, s = a = winners, theta = a / 2).",
+    "- Chance overlap: winners / n, the expected overlap of a uniformly random winner set; "
+    "chance match: the section-3 probability that such a set shares at least half of the "
+    "winners (hypergeometric tail, s = a = winners, theta = a / 2). Real inputs are not "
+    "uniform: other digit / same digit: the overlap of each clean test image's winners with "
+    "those of the next test image of another digit (of the same digit) in its batch of 500, "
+    "mean over the test set, and the share of images whose partner keeps at least half of "
+    "their winners (match).",
 ]
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from experiments.core.config import ConfigError, from_dict
+from experiments.core.config import ConfigError
 from experiments.core.records import REPO, load_yaml
-from models import NetworkConfig, build_network, load_pretrained, pretrained_info
-from models.pretrained import FOLDER, available
+from models import build_network, load_pretrained, network_config, pretrained_info
+from models.pretrained import FOLDER, available, pretrained_config
 
 SOURCES = ("pretrained", "runs")
 CHECKPOINTS = {"last": "checkpoint.pt", "best": "best.pt"}
@@ -64,17 +64,40 @@ def network_source(cfg, network, seed):
     return folder / name, folder / "config.yaml"
 
 
+def run_network_config(config):
+    """The NetworkConfig of a run folder's config.yaml (ConfigError naming the file and key)."""
+    run = load_yaml(Path(config).read_text())
+    try:
+        return network_config(run["model"]), run
+    except (KeyError, ValueError) as e:
+        raise ConfigError(f"{config}: model: {e}") from None
+
+
 def load_network(cfg, network, seed):
     """(the trained network in eval mode, its label, where it came from)."""
     weights, config = network_source(cfg, network, seed)
     if config is None:
         return load_pretrained(network), pretrained_info(network)["label"], str(weights)
-    run = load_yaml(config.read_text())
+    model, run = run_network_config(config)
     torch.manual_seed(seed)
-    net = build_network(from_dict(NetworkConfig, run["model"], f"{config}: model"))
+    net = build_network(model)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     net.load_state_dict(state["model"] if "model" in state else state)
     return net.eval(), run.get("label") or network, str(weights)
+
+
+def initial_network(cfg, network, seed):
+    """The network as training started it: built from its config right after
+    ``torch.manual_seed(seed)``, as experiments/train/job.py builds it (the shipped networks:
+    their stored config and training seed). The global RNG is left as it was."""
+    weights, config = network_source(cfg, network, seed)
+    if config is None:
+        model, seed = pretrained_config(network), pretrained_info(network)["seed"]
+    else:
+        model, _ = run_network_config(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_network(model).eval()
 
 
 
