@@ -40,6 +40,7 @@ class HiddenLayerConfig:
     k: Optional[int] = None  # winners out of `units`; None: ReLU
     density: float = 1.0  # fraction of non-zero weights in the hidden Linear
     dropconnect: float = 0.0  # DropConnect probability of the hidden Linear's weights
+    dropconnect_per_sample: bool = False  # a DropConnect mask per sample, not per batch
 
 
 @dataclass
@@ -131,6 +132,8 @@ def check_network_config(cfg):
     if not 0.0 < hidden.density <= 1.0:
         raise ValueError(f"hidden.density: must be in (0, 1], got {hidden.density}")
     _check_probability("hidden.dropconnect", hidden.dropconnect)
+    if hidden.dropconnect_per_sample and hidden.dropconnect == 0.0:
+        raise ValueError("hidden.dropconnect_per_sample: needs hidden.dropconnect > 0")
     if hidden.density < 1.0 and hidden.dropconnect > 0.0:
         raise ValueError("hidden.dropconnect: a layer has fixed sparse weights (density < 1) "
                          "or DropConnect, not both")
@@ -149,12 +152,12 @@ def _check_probability(key, p):
         raise ValueError(f"{key}: must be in [0, 1), got {p}")
 
 
-def _weights(module, density=1.0, dropconnect=0.0):
+def _weights(module, density=1.0, dropconnect=0.0, per_sample=False):
     """``module`` with fixed sparse weights or DropConnect when asked for."""
     if density < 1.0:
         return SparseWeights(module, density)
     if dropconnect > 0.0:
-        return DropConnect(module, dropconnect)
+        return DropConnect(module, dropconnect, per_sample)
     return module
 
 
@@ -184,7 +187,8 @@ def build_network(cfg):
         in_channels = c
     c, h, w = conv_output_sizes(cfg)[-1] if cfg.conv else cfg.input_shape
     hidden = cfg.hidden
-    linear = _weights(nn.Linear(c * h * w, hidden.units), hidden.density, hidden.dropconnect)
+    linear = _weights(nn.Linear(c * h * w, hidden.units), hidden.density, hidden.dropconnect,
+                      hidden.dropconnect_per_sample)
     layers += [("flatten", nn.Flatten()), ("linear", linear)]
     if cfg.batch_norm:
         layers.append(("bn", nn.BatchNorm1d(hidden.units, affine=False)))

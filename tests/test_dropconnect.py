@@ -88,3 +88,42 @@ def test_config_keys_build_dropconnect_and_dropout_where_asked():
 def test_impossible_dropconnect_configs_name_the_key(hidden, conv, message):
     with pytest.raises(ValueError, match=message):
         build_network(NetworkConfig(conv=[conv], hidden=hidden))
+
+
+def test_per_sample_masks_differ_within_a_batch_and_keep_the_expectation():
+    torch.manual_seed(2)
+    layer = DropConnect(nn.Linear(64, 16), 0.5, per_sample=True)
+    x = torch.randn(1, 64).repeat(400, 1)  # one input, 400 times in one batch
+    y = layer(x)
+    assert len({tuple(row.tolist()) for row in y}) == 400  # a mask per sample
+    shared = DropConnect(nn.Linear(64, 16), 0.5)
+    shared.load_state_dict(layer.state_dict())
+    assert len({tuple(row.tolist()) for row in shared(x)}) == 1  # one mask per batch
+    plain = layer.module(x[:1])
+    spread = y.std(0) / math.sqrt(len(y))
+    assert ((y.mean(0) - plain[0]).abs() < 5 * spread).all()  # E[y] is the plain layer's
+    layer.eval()
+    assert torch.equal(layer(x[:3]), layer.module(x[:3]))
+
+
+def test_per_sample_gradients_reach_each_samples_kept_weights_only():
+    torch.manual_seed(3)
+    layer = DropConnect(nn.Linear(6, 4), 0.5, per_sample=True)
+    x = torch.zeros(2, 6)
+    x[0, 0] = 1.0  # sample 0 reads input 0 only, sample 1 input 5 only
+    x[1, 5] = 1.0
+    layer(x).sum().backward()
+    grad = layer.module.weight.grad
+    assert (grad[:, 1:5] == 0).all()
+    assert set(grad[:, 0].tolist()) <= {0.0, 2.0} and set(grad[:, 5].tolist()) <= {0.0, 2.0}
+
+
+def test_per_sample_masks_are_for_linear_layers_and_need_a_probability():
+    with pytest.raises(ValueError, match="nn.Linear only"):
+        DropConnect(nn.Conv2d(1, 2, 3), 0.5, per_sample=True)
+    cfg = NetworkConfig(hidden=HiddenLayerConfig(8, dropconnect_per_sample=True))
+    with pytest.raises(ValueError, match="dropconnect_per_sample: needs hidden.dropconnect"):
+        build_network(cfg)
+    net = build_network(NetworkConfig(hidden=HiddenLayerConfig(8, dropconnect=0.3,
+                                                               dropconnect_per_sample=True)))
+    assert net.linear.per_sample and net.linear.p == 0.3

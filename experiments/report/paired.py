@@ -5,6 +5,7 @@
                               difference of noise score and of test accuracy over the seeds that
                               both finished, with 95% t and bootstrap intervals, the sign test
                               and the Wilcoxon signed-rank test (experiments/core/stats.py)
+    paired.png                the same differences with their t intervals, as a forest plot
     axes.png, axes.csv        per entry of ``axes:``: noise score and test accuracy against the
                               swept value, mean over seeds with its 95% t interval
 
@@ -160,9 +161,60 @@ def axes_figure(frame, baseline, title):
     return fig
 
 
+def axes_markdown(curves, frame, baseline):
+    """One row per swept value: seeds, noise score and test accuracy (mean [95% t interval],
+    best epoch), and the paired difference from the baseline network with its sign-test p."""
+    vs = frame[(frame.selection == "best") & (frame.b == baseline)].set_index(["a", "metric"])
+    rows = []
+    for row in curves.itertuples():
+        diff = (vs.loc[(row.network, "noise")] if (row.network, "noise") in vs.index else None)
+        rows.append({"setting": row.axis, "value": f"{row.value:g}", "network": row.label,
+                     "seeds": row.seeds,
+                     "noise score": _mean_interval(row.noise_best_mean, row.noise_best_low,
+                                                   row.noise_best_high, 0),
+                     "test %": _mean_interval(row.test_best_mean, row.test_best_low,
+                                              row.test_best_high, 2),
+                     f"noise: − {baseline}": "baseline" if row.network == baseline else
+                     ("" if diff is None else _interval_cell(diff, 0).split(" (bootstrap")[0]),
+                     "sign p": "" if diff is None else _p(diff.sign_p)})
+    return pd.DataFrame(rows)
+
+
+def _mean_interval(mean, low, high, digits):
+    if np.isnan(low):
+        return f"{mean:,.{digits}f}"
+    return f"{mean:,.{digits}f} [{low:,.{digits}f}, {high:,.{digits}f}]"
+
+
 def _log_axis(values):
     values = [v for v in values if isinstance(v, (int, float)) and v > 0]
     return len(values) > 2 and max(values) / min(values) >= 8
+
+
+def forest_figure(frame, title):
+    """Each comparison's mean difference a - b with its 95% t interval, noise score (left)
+    and test accuracy (right), one marker per selection; the zero line drawn."""
+    selections = list(dict.fromkeys(frame.selection))
+    names = list(dict.fromkeys(zip(frame.label_a, frame.label_b)))
+    fig = new_figure(11.0, 1.2 + 0.38 * len(names))
+    axes = fig.subplots(1, 2, sharey=True)
+    colors = series_colors(["best", "last", "valid"])
+    for ax, (metric, (what, _)) in zip(axes, METRICS.items()):
+        for j, selection in enumerate(selections):
+            part = frame[(frame.metric == metric) & (frame.selection == selection)]
+            y = [names.index((a, b)) + 0.18 * (j - (len(selections) - 1) / 2)
+                 for a, b in zip(part.label_a, part.label_b)]
+            err = np.nan_to_num([part["mean"] - part.t_low, part.t_high - part["mean"]])
+            ax.errorbar(part["mean"], y, xerr=err, fmt="o", capsize=3, color=colors[selection],
+                        label=f"{selection} epoch")
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_xlabel(f"a − b: {what}")
+        ax.grid(alpha=0.3, axis="x")
+    axes[0].set_yticks(range(len(names)), [f"{a} − {b}" for a, b in names], fontsize="small")
+    axes[0].invert_yaxis()
+    axes[0].legend(fontsize="small")
+    fig.suptitle(title)
+    return fig
 
 
 def paired_report(context, frame):
@@ -178,9 +230,11 @@ def write_paired(context, suite, exp_dir):
     paths = []
     frame = paired_frame(context, [] if suite is None else suite.pairs())
     if not frame.empty:
-        atomic_write(exp_dir / "paired.csv", frame.to_csv(index=False))
         atomic_write(exp_dir / "paired.md", paired_report(context, frame))
-        paths += [exp_dir / "paired.md", exp_dir / "paired.csv"]
+        paths.append(exp_dir / "paired.md")
+        title = (f"{context.subject}: {context.experiment}, paired differences over seeds "
+                 f"(mean, 95% t interval)")
+        paths += save_figure(forest_figure(frame, title), frame, exp_dir / "paired")
     curves = axis_frame(context, {} if suite is None else suite.axes)
     if not curves.empty:
         title = (f"{context.subject}: {context.experiment}, mean over seeds with 95% t "

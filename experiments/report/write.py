@@ -12,7 +12,8 @@ from experiments.core.runs import EXAMPLES, load_runs, reference_dir
 from experiments.core.tables import markdown_table, write_table
 from experiments.report import figures
 from experiments.report.compare import comparison_frame, comparison_markdown, comparison_notes
-from experiments.report.paired import write_paired
+from experiments.report.paired import (axes_markdown, axis_frame, claims, paired_frame,
+                                       paired_markdown, write_paired)
 from experiments.report.tables import (epoch_frame, load_published, markdown_frame,
                                        mean_std_cell, noise_curve_frame, provenance_summary,
                                        report_context, results_table, seed_table, table_notes,
@@ -97,6 +98,11 @@ def doc_blocks(exp_dir, suite=None):
                   noise level (last epoch)
         seeds     the best-epoch noise score of every seed, a column per seed
         run_time  one line: runs, their summed wall time and the devices they ran on
+        paired    (given the suite's compare:) the paired comparisons, best epoch, as a table
+        claims    the same as one sentence each (n, intervals, tests), best epoch
+        claims_last, claims_valid   the same at the last epoch, and the held-out selection
+        axes      (given the suite's axes:) each swept value's scores and its paired difference
+                  from the compare: against network
     """
     runs = load_runs(exp_dir)
     if not any(r.records for r in runs):
@@ -109,7 +115,24 @@ def doc_blocks(exp_dir, suite=None):
             "scores": (f"*{table_title(context)}*\n\n"
                        + markdown_table(scores_frame(shown, context))),
             "seeds": markdown_table(seeds_frame(context)),
-            "run_time": run_time_line(runs)}
+            "run_time": run_time_line(runs), **paired_blocks(context, suite)}
+
+
+def paired_blocks(context, suite):
+    """The blocks of the suite's paired comparisons (none without a suite or comparisons)."""
+    frame = paired_frame(context, [] if suite is None else suite.pairs())
+    if frame.empty:
+        return {}
+    source = f"records: `results/reference/{context.experiment}/`"
+    blocks = {"paired": markdown_table(paired_markdown(frame, "best")),
+              "claims": "\n".join(claims(frame, "best", source))}
+    curves = axis_frame(context, suite.axes)
+    if not curves.empty:
+        blocks["axes"] = markdown_table(axes_markdown(curves, frame, suite.compare.against))
+    for selection in context.selections:
+        if selection != "best":
+            blocks[f"claims_{selection}"] = "\n".join(claims(frame, selection, source))
+    return blocks
 
 
 def scores_frame(shown, context):
