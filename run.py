@@ -2,7 +2,7 @@
 
     python run.py configs/mnist_sparse.yaml                 train, sweep noise, write the report
     python run.py configs/mnist_table1.yaml --jobs 2        the whole table, resumable
-    python run.py configs/mnist_table1.yaml --launcher ray  the same on a Ray cluster (README)
+    python run.py configs/mnist_table1.yaml --launcher ray  the same on a Ray cluster (docs/cluster.md)
     python run.py configs/mnist_sparse.yaml --describe      layers and parameter counts only
     python run.py configs/mnist_sparse.yaml --smoke         seconds: 256 samples, one epoch
     python run.py configs/mnist_table1.yaml --report        rebuild the report from the records

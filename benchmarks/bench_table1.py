@@ -9,8 +9,8 @@ today's, stepped by torch's multi-tensor SGD; "new" is today's, stepped by today
 (``make_optimizer``: one pass per parameter for momentum steps). ``--old HEAD`` isolates
 the optimizer. Both train from the same initial weights on the same data: by
 default real MNIST (shuffled training images, and test images at noise levels 0-0.5 for the
-evaluation passes, as the sweep sees them); ``--data random`` uses Gaussian noise images as the
-figures of 2026-12-03 in the README did. Random images and gradients flatter code whose speed
+evaluation passes, as the sweep sees them); ``--data random`` uses Gaussian noise images (as some
+earlier figures in CHANGELOG.md did). Random images and gradients flatter code whose speed
 depends on the data (a branch per value mispredicts far more on noise), so real data is what
 a Table 1 run sees.
 

@@ -10,8 +10,8 @@
     <out>/<experiment>/noisy_examples.npz       a few noisy test inputs (written by the task)
     <out>/<experiment>/...                      the report, rebuilt from the records
 
-A user's runs go to ``results/`` (git-ignored); the records the README quotes are shipped in
-``results/reference/``, where no run writes.
+A user's runs go to ``results/`` (git-ignored); the records that README.md and docs/ quote are
+shipped in ``results/reference/``, where no run writes.
 """
 
 import json

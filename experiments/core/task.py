@@ -5,7 +5,7 @@ experiments/cli.py imports (no lookup by module name).
     run(suite, out_root, force, launcher, **options) -> the experiment folder
     describe(suite, exp_dir)                       --describe: what would run, no work
     report(exp_dir) -> paths                       tables and figures from the records alone
-    doc_blocks(exp_dir) -> {block: markdown}       the generated blocks of README.md and docs/
+    doc_blocks(exp_dir, suite) -> {block: markdown}  the generated blocks of README.md, docs/
 """
 
 from dataclasses import dataclass, field
