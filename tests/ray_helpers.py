@@ -40,8 +40,9 @@ def loopback_cluster(nodes, cpus=1, head_cpus=None, **resources):
     environment is ended by pid, and the dir removed."""
     from ray.cluster_utils import Cluster
     root = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit
-    saved = os.environ.get("RAY_TMPDIR")
+    saved = {name: os.environ.get(name) for name in ("RAY_TMPDIR", "TMPDIR")}
     os.environ["RAY_TMPDIR"] = root  # Ray's files, and its address file, stay in there
+    os.environ["TMPDIR"] = root  # and the jobs' node-local scratch
     cluster = None
     try:
         node = dict(object_store_memory=OBJECT_STORE, **resources)
@@ -56,7 +57,8 @@ def loopback_cluster(nodes, cpus=1, head_cpus=None, **resources):
             cluster.shutdown()
         end_processes_of(root)
         shutil.rmtree(root, ignore_errors=True)
-        os.environ.pop("RAY_TMPDIR") if saved is None else os.environ.update(RAY_TMPDIR=saved)
+        for name, value in saved.items():
+            os.environ.pop(name) if value is None else os.environ.update({name: value})
 
 
 def end_processes_of(root):

@@ -206,9 +206,10 @@ def wait_for(condition, timeout=60):
 @pytest.mark.slow
 def test_failures_stop_early_or_leave_error_txt_and_transient_ones_are_tried_again(
         mnist_root, tmp_path, capsys):
-    """On one node: missing data stops the suite before any folder is claimed; a job's own
-    error (in node-local scratch) is tried once, its folder gets what it wrote and error.txt
-    from the node, and the summary lists it; a network filesystem's OSError is tried again."""
+    """On one node: missing data, or a --storage the node does not reach, stops the suite
+    before any folder is claimed or job run; a job's own error (in node-local scratch) is
+    tried once, its folder gets what it wrote and error.txt from the node, and the summary
+    lists it; a network filesystem's OSError is tried again."""
     pytest.importorskip("ray", reason="Ray is not installed: pip install -r requirements-ray.txt")
     no_data = tiny_suite([*TINY, "run=[dense_cnn1]", "data.download=false",
                           "data.root=/nonexistent"])
@@ -217,6 +218,9 @@ def test_failures_stop_early_or_leave_error_txt_and_transient_ones_are_tried_aga
         with pytest.raises(DataError, match="/nonexistent"):
             run_experiment(no_data, tmp_path / "no-data", launcher="ray",
                            address=cluster.address)
+        with pytest.raises(ConfigError, match="--storage memory://t: node .* does not reach"):
+            launch(jobs, what_it_saw, toy_summary, "ray", address=cluster.address,
+                   storage="memory://t")  # this process's memory: no node reaches it
         with pytest.raises(JobsFailed, match=f"1 of 3 jobs failed; .*\n  bad seed 1: "
                                              f"{jobs[1].folder / ERROR}$"):
             launch(jobs, what_it_saw, toy_summary, "ray", address=cluster.address,

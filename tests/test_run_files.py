@@ -3,11 +3,13 @@
 break, and never the driver's lock or error.txt."""
 
 import os
+from pathlib import Path
 
 import pytest
 
 from experiments.core.config import ConfigError
-from experiments.core.run_files import Sent, Storage, snapshot, transport, write_files
+from experiments.core.run_files import (Sent, Storage, absolute, reaches, snapshot, transport,
+                                        write_files)
 
 
 def write(folder, files):
@@ -63,3 +65,11 @@ def test_storage_carries_each_batch_once_and_leaves_nothing_behind(tmp_path):
 def test_an_unknown_storage_protocol_is_one_line():
     with pytest.raises(ConfigError, match="--storage nosuch://bucket: .*nosuch"):
         transport("nosuch://bucket").send("key", {"a": b""})
+
+
+def test_a_storage_marker_is_seen_while_it_lasts_and_paths_are_made_absolute(tmp_path):
+    with Storage(str(tmp_path / "store")).marker() as uri:
+        assert reaches(uri) and not reaches(uri + "-other")
+    assert not reaches(uri) and not reaches("nosuch://bucket/file")
+    assert absolute("transfer") == str(Path("transfer").resolve())
+    assert [absolute(s) for s in ("objects", "s3://b/p")] == ["objects", "s3://b/p"]

@@ -137,6 +137,7 @@ def resume(port, out, overrides):
 def main(spec_path):
     spec = json.loads(Path(spec_path).read_text())
     out, port = Path(spec["out"]), spec["port"]
+    ENV["TMPDIR"] = spec["head"]  # the head's node-local scratch goes with its Ray files
     start_nodes(port, spec["head"], out / "nodes.log")
     report = {}
     started = time.perf_counter()

@@ -28,6 +28,7 @@ import socket
 import sys
 import tempfile
 import threading
+from contextlib import suppress
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
@@ -84,7 +85,9 @@ def check_versions(driver):
 
 
 def scratch_root():
-    """Where jobs of this node run when the run folders are not shared: TMPDIR/dense-scratch."""
+    """Where jobs of this node run when the run folders are not shared: TMPDIR/dense-scratch.
+    Besides the run folders of running jobs it keeps this node's caches: datasets/ (where the
+    node does not see the driver's) and each experiment's transfer/ examples."""
     return Path(tempfile.gettempdir()) / "dense-scratch"
 
 
@@ -167,8 +170,10 @@ def run_on_node(job_fn, job, plan):
         yield from _streamed(lambda: job_fn(config, job.name, job.seed, folder, False),
                              None if plan.shared else Sent(folder), job, plan)
     finally:
-        if not plan.shared:
+        if not plan.shared:  # its files are back on the driver; node caches stay
             shutil.rmtree(folder, ignore_errors=True)
+            with suppress(OSError):  # the network's folder, once it is empty
+                folder.parent.rmdir()
 
 
 def _streamed(work, sent, job, plan):

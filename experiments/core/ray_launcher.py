@@ -50,7 +50,7 @@ from data.download import DownloadError
 from experiments.core.config import ConfigError
 from experiments.core.launch import Failed, drive, error_report
 from experiments.core.records import REPO, origin, read_jsonl
-from experiments.core.run_files import snapshot, transport, write_files
+from experiments.core.run_files import absolute, snapshot, transport, write_files
 from experiments.core.runs import is_done, run_lock
 
 try:
@@ -153,8 +153,9 @@ def checked(jobs, configs, cpus, gpus, storage):
     preflight.check_feasible(request, nodes)
     for data in preflight.data_of(configs):
         prepare_dataset(data)
+    storage = absolute(storage)
     found = preflight.survey(jobs[0].folder.parent.parent, configs, os.getcwd(),
-                             node_versions())
+                             node_versions(), storage)
     storage = files_go(storage, found, jobs[0].folder.parent.parent)
     if found.unseen:
         path, hosts = next(iter(found.unseen.items()))
@@ -180,6 +181,10 @@ def files_go(storage, found, out):
     if storage == "shared" and found.unshared:
         raise ConfigError(f"--storage shared: node {found.unshared[0]} does not see {out} "
                           f"(no shared filesystem there); use --storage auto")
+    if found.unreached:
+        raise ConfigError(f"--storage {storage}: node {found.unreached[0]} does not reach it; "
+                          f"give a folder or URI that every node and the driver reach, or "
+                          f"--storage objects")
     return storage
 
 

@@ -9,9 +9,9 @@
    fit at once, which is how many jobs the driver keeps on the cluster.
 3. ``survey``: one small task per node reports its library versions (``ray_job.node_versions``),
    whether it sees the driver's output folder (a shared filesystem), whether it sees what
-   ``source: runs`` jobs read, and prepares every dataset of the suite on the node (its own copy
-   where it does not see the driver's; ``ray_job.node_data``) after the driver has prepared
-   them here.
+   ``source: runs`` jobs read, whether it reaches ``--storage``, and prepares every dataset of
+   the suite on the node (its own copy where it does not see the driver's;
+   ``ray_job.node_data``) after the driver has prepared them here.
 """
 
 import os
@@ -27,6 +27,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from data import dataset_bytes
 from experiments.core.config import ConfigError
 from experiments.core.ray_job import data_fields, node_data, node_versions, version_mismatch
+from experiments.core.run_files import marker, reaches
 from experiments.core.trained import TrainedSource
 
 CONNECT_SECONDS = 5  # a cluster that does not answer this soon is reported unreachable
@@ -138,6 +139,7 @@ class Survey:
     hosts: list = field(default_factory=list)
     unshared: list = field(default_factory=list)  # hosts that do not see the output folder
     unseen: dict = field(default_factory=dict)  # input path -> hosts that do not see it
+    unreached: list = field(default_factory=list)  # hosts that do not reach --storage
 
 
 def inputs_of(configs, cwd):
@@ -152,23 +154,28 @@ def data_of(configs):
                  for _, data in data_fields(config)}.values())
 
 
-def survey(out_root, configs, cwd, driver_versions):
+def survey(out_root, configs, cwd, driver_versions, storage):
     """Ask every node (one small task each) what it sees; ConfigError for a node whose
     versions differ from the driver's or that cannot prepare a dataset."""
     token = _write_token(out_root)
     try:
-        nodes = alive_nodes()
-        refs = [_look.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
-            node["NodeID"], soft=False)).remote(str(token), inputs_of(configs, cwd),
-                                                data_of(configs), cwd) for node in nodes]
-        ready, late = ray.wait(refs, num_returns=len(refs), timeout=SURVEY_SECONDS)
-        if late:
-            raise ConfigError(f"{len(late)} of {len(refs)} nodes did not answer within "
-                              f"{SURVEY_SECONDS} s (a node's first task starts a worker and "
-                              f"downloads the code)")
-        return _summed([_answer(ref) for ref in refs], driver_versions)
+        with marker(storage) as reach:
+            return _ask(alive_nodes(), (str(token), inputs_of(configs, cwd), data_of(configs),
+                                        cwd, reach), driver_versions)
     finally:
         token.unlink(missing_ok=True)
+
+
+def _ask(nodes, question, driver_versions):
+    """``_look(*question)`` on each of ``nodes``, their answers summed up."""
+    refs = [_look.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
+        node["NodeID"], soft=False)).remote(*question) for node in nodes]
+    ready, late = ray.wait(refs, num_returns=len(refs), timeout=SURVEY_SECONDS)
+    if late:
+        raise ConfigError(f"{len(late)} of {len(refs)} nodes did not answer within "
+                          f"{SURVEY_SECONDS} s (a node's first task starts a worker and "
+                          f"downloads the code)")
+    return _summed([_answer(ref) for ref in refs], driver_versions)
 
 
 def _write_token(out_root):
@@ -200,13 +207,16 @@ def _summed(answers, driver_versions):
             survey.unshared.append(answer["host"])
         for path in answer["unseen"]:
             survey.unseen.setdefault(path, []).append(answer["host"])
+        if not answer["reached"]:
+            survey.unreached.append(answer["host"])
     return survey
 
 
 @ray.remote
-def _look(token, inputs, datasets, cwd):
-    """On one node: its versions, whether it shares the driver's output folder and sees
-    ``inputs``, after preparing each of ``datasets`` here (DataError: said in one line)."""
+def _look(token, inputs, datasets, cwd, reach):
+    """On one node: its versions, whether it shares the driver's output folder, sees
+    ``inputs`` and reaches the storage's file ``reach`` (None: no storage), after preparing
+    each of ``datasets`` here (DataError: said in one line)."""
     for data in datasets:
         try:
             node_data(data, cwd)
@@ -216,4 +226,5 @@ def _look(token, inputs, datasets, cwd):
     shared = (path.is_file() and path.read_text() == path.name and os.access(path.parent, os.W_OK)
               and Path(cwd).is_dir())
     return {"host": socket.gethostname(), "versions": node_versions(), "shared": shared,
-            "unseen": [p for p in inputs if not Path(p).is_dir()]}
+            "unseen": [p for p in inputs if not Path(p).is_dir()],
+            "reached": reach is None or reaches(reach)}

@@ -19,6 +19,7 @@ file its writer is still rewriting.
 
 import os
 import uuid
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from experiments.core.config import ConfigError
@@ -127,6 +128,43 @@ class Storage:
         return files
 
 
+    @contextmanager
+    def marker(self):
+        """The URI of a file made in the storage for the block: a node that can read it
+        reaches the storage (``reaches``)."""
+        fs, root = self._fs()
+        name = f".reach-{uuid.uuid4().hex}"
+        fs.makedirs(root, exist_ok=True)
+        fs.pipe_file(f"{root}/{name}", b"")
+        try:
+            yield f"{self.uri.rstrip('/')}/{name}"
+        finally:
+            fs.rm(f"{root}/{name}")
+
+
+def reaches(uri):
+    """Whether this process sees the file at ``uri`` (a path or an fsspec URI)."""
+    import fsspec
+    try:
+        fs, path = fsspec.core.url_to_fs(uri)
+        return fs.exists(path)
+    except (ImportError, ValueError, OSError):
+        return False
+
+
+MODES = ("auto", "shared", "objects")  # the --storage values that name no storage
+
+
 def transport(storage):
-    """The Transport of the Ray launcher's ``--storage`` value (a path or URI, or 'objects')."""
-    return ObjectStore() if storage in ("objects", "shared") else Storage(storage)
+    """The Transport of the Ray launcher's ``--storage`` value (a path or URI, or a mode)."""
+    return ObjectStore() if storage in MODES else Storage(storage)
+
+
+def absolute(storage):
+    """``storage`` with a relative path made absolute (nodes have other working directories)."""
+    return storage if storage in MODES or "://" in storage else str(Path(storage).resolve())
+
+
+def marker(storage):
+    """Storage(storage).marker(), or a block yielding None for a mode."""
+    return nullcontext() if storage in MODES else Storage(storage).marker()
