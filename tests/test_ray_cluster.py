@@ -53,9 +53,9 @@ def scenarios(mnist_root):
 def cluster(tmp_path_factory, mnist_root):
     """Run tests/two_disks.py once: (its output folder, its report, the scenarios)."""
     pytest.importorskip("ray", reason="Ray is not installed: pip install -r requirements-ray.txt")
-    if shutil.which("unshare") is None or not namespaces_work():
+    if not all(map(shutil.which, ("unshare", "ip", "mount"))) or not namespaces_work():
         pytest.skip("needs `unshare -n -p -f --mount-proc` and `unshare -m -u` (root, in a "
-                    "container allowed to make namespaces)")
+                    "container allowed to make namespaces) and `ip`")
     out = tmp_path_factory.mktemp("two-disks")
     head = tempfile.mkdtemp(prefix="rh-", dir="/tmp")  # short: Ray's socket paths must fit
     spec = {"out": str(out), "port": 6390, "head": head, **scenarios(mnist_root)}

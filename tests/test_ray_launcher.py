@@ -249,16 +249,16 @@ def test_gpu_jobs_get_their_share_in_fresh_processes_and_cpu_jobs_see_no_gpu(tmp
         with pytest.raises(ConfigError, match="needs 1 CPU, 2 GPU .* no node has them"):
             launch(toy_jobs(tmp_path / "big", ["a"]), what_it_saw, toy_summary, "ray",
                    address=cluster.address, gpus_per_job=2)
-        gpu = toy_jobs(tmp_path / "gpu", ["g1", "g2", "g3", "g4"])
+        gpu = toy_jobs(tmp_path / "gpu", ["g1", "g2"])
         launch(gpu, what_it_saw, toy_summary, "ray", address=cluster.address, gpus_per_job=0.5)
         assert "2 jobs at a time, each 1 CPU, 0.5 GPU" in capsys.readouterr().out
-        cpu = toy_jobs(tmp_path / "cpu", ["c1", "c2"])
+        cpu = toy_jobs(tmp_path / "cpu", ["c1"])
         launch(cpu, what_it_saw, toy_summary, "ray", address=cluster.address)
     seen = [read_record(job.folder) for job in gpu]
-    assert [(r["cuda"], r["gpus"]) for r in seen] == [("0", [0])] * 4
-    assert len({r["pid"] for r in seen}) == 4  # max_calls=1: no CUDA memory outlives a job
+    assert [(r["cuda"], r["gpus"]) for r in seen] == [("0", [0])] * 2
+    assert len({r["pid"] for r in seen}) == 2  # max_calls=1: no CUDA memory outlives a job
     assert [(r["cuda"], r["gpus"]) for r in map(read_record, [j.folder for j in cpu])] == [
-        ("", [])] * 2
+        ("", [])]
 
 
 def read_record(folder):
@@ -341,6 +341,19 @@ def test_a_jobs_memory_is_its_process_and_its_dataset():
     assert preflight.job_memory(smoke) == preflight.PROCESS_BYTES + 784 * 4 * (
         3 * 256 + 12 * 200)
     assert preflight.job_memory(Toy()) == preflight.PROCESS_BYTES
+
+
+def test_where_files_go_and_what_stops_the_suite_follow_from_what_the_nodes_see():
+    ray_launcher, preflight, _ = ray_parts()
+    everywhere, one_apart = preflight.Survey(["a", "b"]), preflight.Survey(["a", "b"], ["b"])
+    assert ray_launcher.files_go("auto", everywhere, "out") == "shared"
+    assert ray_launcher.files_go("auto", one_apart, "out") == "objects"
+    with pytest.raises(ConfigError, match="--storage shared: node b does not see out"):
+        ray_launcher.files_go("shared", one_apart, "out")
+    with pytest.raises(ConfigError, match="--storage /nfs/x: node b does not reach it"):
+        ray_launcher.files_go("/nfs/x", preflight.Survey(["a", "b"], ["b"], unreached=["b"]), "o")
+    with pytest.raises(ConfigError, match="source: runs reads /r/mnist, which node b does not"):
+        ray_launcher.check_inputs(preflight.Survey(["a", "b"], unseen={"/r/mnist": ["b"]}))
 
 
 @pytest.mark.parametrize("error, retried", [

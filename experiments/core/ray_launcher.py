@@ -156,11 +156,8 @@ def checked(jobs, configs, cpus, gpus, storage):
     storage = absolute(storage)
     found = preflight.survey(jobs[0].folder.parent.parent, configs, os.getcwd(),
                              node_versions(), storage)
+    check_inputs(found)
     storage = files_go(storage, found, jobs[0].folder.parent.parent)
-    if found.unseen:
-        path, hosts = next(iter(found.unseen.items()))
-        raise ConfigError(f"source: runs reads {path}, which node {hosts[0]} does not see: put "
-                          f"it on a filesystem every node shares, or run with --launcher local")
     cluster = Cluster(cpus, gpus, storage, preflight.capacity(request, nodes))
     print(f"ray: {preflight.describe(nodes)} (hosts {', '.join(sorted(set(found.hosts)))}); "
           f"run folders {WHERE.get(storage, f'in node-local scratch, files through {storage}')}; "
@@ -171,6 +168,14 @@ def checked(jobs, configs, cpus, gpus, storage):
 
 WHERE = {"shared": "on the shared filesystem",
          "objects": "in node-local scratch, files through Ray's object store"}
+
+
+def check_inputs(found):
+    """ConfigError when a node does not see what a ``source: runs`` job reads."""
+    if found.unseen:
+        path, hosts = next(iter(found.unseen.items()))
+        raise ConfigError(f"source: runs reads {path}, which node {hosts[0]} does not see: put "
+                          f"it on a filesystem every node shares, or run with --launcher local")
 
 
 def files_go(storage, found, out):
