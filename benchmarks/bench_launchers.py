@@ -9,7 +9,7 @@ Prints, each from one run of the suite into a fresh temporary folder:
    collecting tasks). Starting the cluster itself is timed apart: a cluster outlives suites.
 2. the suite's wall time on one 1-CPU node against two 1-CPU nodes (a loopback two-node
    cluster): what a second node buys.
-Ray's servers bind 127.0.0.1 only and are ended by pid afterwards (tests/test_ray_launcher.py).
+Ray's servers bind 127.0.0.1 only and are ended by pid afterwards (tests/ray_helpers.py).
 """
 
 import argparse
@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from tests.test_ray_launcher import loopback_cluster  # noqa: E402  (sets Ray's loopback env)
+from tests.ray_helpers import loopback_cluster  # noqa: E402  (sets Ray's loopback env)
 from experiments.cli import load_experiment, run_experiment  # noqa: E402
 
 CONFIG = REPO / "configs" / "mnist_table1.yaml"

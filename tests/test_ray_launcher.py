@@ -1,90 +1,48 @@
-"""Launchers and run-folder locks: the Ray launcher on real (loopback) Ray clusters, the local
-pool's failure handling, and the lock that keeps two drivers from running one job twice.
+"""Launchers and run-folder locks: the Ray launcher on real (loopback) Ray clusters, its checks
+before any folder is claimed, the local pool's failure handling, and the lock that keeps two
+drivers from running one job twice. (A cluster whose nodes have separate disks:
+tests/test_ray_cluster.py.)
 
-Ray clusters here are ``ray.cluster_utils.Cluster`` on 127.0.0.1 only (the variable below must
-be set before Ray is imported), each with its own temp dir, 75 MB object stores, and every
-process it started ended when its test ends, even on failure.
+Ray clusters here are tests/ray_helpers.py's ``loopback_cluster``: 127.0.0.1 only, their own
+temp dir, small object stores, and every process they started ended when the test ends.
 """
 
+import errno
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
+import torch
 
-os.environ.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",  # bind 127.0.0.1, not all interfaces
-                  RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
-
-from experiments.core.launch import JobsFailed, launch  # noqa: E402
-from experiments.core.records import read_jsonl  # noqa: E402
-from experiments.core.runs import (LOCK, Job, RunLocked, claim_dir, lock_holder,  # noqa: E402
-                                   run_lock)
-from experiments.train.job import run_job, summary  # noqa: E402
-from experiments.cli import load_experiment, run_experiment  # noqa: E402
-from run import cli  # noqa: E402
-from tests.helpers import TINY, strip_timing  # noqa: E402
+from tests.ray_helpers import (CONFIG, REPO, Toy, cli_args, loopback_cluster,  # noqa: I100
+                               metrics, run_dirs, sessions, tiny, tiny_suite, toy_jobs,
+                               toy_summary, what_it_saw)
+from data import DataConfig, DataError
+from data.download import DownloadError
+from experiments.cli import load_experiment, run_experiment
+from experiments.core.config import ConfigError
+from experiments.core.launch import JobsFailed, launch
+from experiments.core.records import read_jsonl
+from experiments.core.runs import (ERROR, LOCK, Job, RunLocked, claim_dir, lock_holder,
+                                   pid_space, run_lock)
+from experiments.train.job import summary
+from run import cli
+from tests.helpers import TINY
 
 # One pytest-xdist worker runs this file's tests, one after another: Ray clusters and locks
 # of two workers never meet.
 pytestmark = pytest.mark.xdist_group("ray")
 
-REPO = Path(__file__).resolve().parent.parent
-CONFIG = REPO / "configs" / "mnist_table1.yaml"
-OBJECT_STORE = 75 * 2**20
-NODE = re.compile(r"\(node ([0-9a-f]{8})\)")
-
-
-# ---------------------------------------------------------------- loopback Ray clusters
-
-@contextmanager
-def loopback_cluster(nodes, cpus=1):
-    """A Ray cluster of ``nodes`` nodes of ``cpus`` CPUs on 127.0.0.1, in its own temp dir.
-
-    On exit every process started with that temp dir in its environment is ended by pid
-    (never ``ray stop``, which would end every Ray process on the machine), and the dir removed.
-    """
-    from ray.cluster_utils import Cluster
-    root = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit
-    saved = os.environ.get("RAY_TMPDIR")
-    os.environ["RAY_TMPDIR"] = root  # Ray's files, and its address file, stay in there
-    cluster = None
-    try:
-        node_args = dict(num_cpus=cpus, object_store_memory=OBJECT_STORE)
-        cluster = Cluster(initialize_head=True,
-                          head_node_args=dict(include_dashboard=False, **node_args))
-        for _ in range(nodes - 1):
-            cluster.add_node(**node_args)
-        cluster.wait_for_nodes()
-        yield cluster
-    finally:
-        if cluster is not None:
-            cluster.shutdown()
-        end_processes_of(root)
-        shutil.rmtree(root, ignore_errors=True)
-        os.environ.pop("RAY_TMPDIR") if saved is None else os.environ.update(RAY_TMPDIR=saved)
-
-
-def end_processes_of(root):
-    """SIGKILL every process (but this one) whose environment names ``root`` as RAY_TMPDIR."""
-    mark = f"RAY_TMPDIR={root}".encode()
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            mine = mark in (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if mine and int(proc.name) != os.getpid():
-            with suppress(ProcessLookupError):
-                os.kill(int(proc.name), signal.SIGKILL)
+NODE = re.compile(r"\(node ([0-9a-f]{8}), ")
 
 
 @pytest.fixture
@@ -98,118 +56,111 @@ def node_ids(cluster):
     return {node.node_id[:8] for node in [cluster.head_node, *cluster.worker_nodes]}
 
 
-@pytest.fixture
-def one_thread():
-    """The local launcher's --threads 1 sets this process's torch threads; put them back."""
-    import torch
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+def ray_parts():
+    """The Ray launcher's modules (skipped without Ray)."""
+    pytest.importorskip("ray", reason="Ray is not installed: pip install -r requirements-ray.txt")
+    from experiments.core import ray_job, ray_launcher, ray_preflight
+    return ray_launcher, ray_preflight, ray_job
 
 
-def tiny(mnist_root, networks, *extra):
-    """The --set overrides of a tiny-data smoke suite of ``networks`` (seed 42)."""
-    return [*TINY, f"data.root={mnist_root}", f"run=[{', '.join(networks)}]", *extra]
-
-
-def tiny_suite(overrides):
-    return load_experiment(CONFIG, overrides, smoke=True)
-
-
-def cli_args(out, overrides):
-    return [str(CONFIG), "--smoke", "--out", str(out),
-            *[arg for override in overrides for arg in ("--set", override)]]
-
-
-def run_dirs(out):
-    """{network: run folder} of every finished run under ``out`` (one seed per network)."""
-    return {done.parent.parent.name: done.parent for done in sorted(Path(out).rglob("done"))}
-
-
-def metrics(out):
-    return {name: strip_timing(read_jsonl(folder / "metrics.jsonl"))
-            for name, folder in run_dirs(out).items()}
-
-
-def sessions(folder):
-    return json.loads((Path(folder) / "provenance.json").read_text())["sessions"]
-
-
-# ---------------------------------------------------------------- the Ray launcher
+# ---------------------------------------------------------------- the Ray launcher on clusters
 
 @pytest.mark.slow
+@pytest.mark.parametrize("storage", ["auto", "path"])
 def test_two_node_cluster_runs_the_suite_on_both_nodes_with_the_local_metrics(
-        two_nodes, mnist_root, tmp_path, capsys, one_thread):
+        two_nodes, mnist_root, tmp_path, capsys, one_thread, storage):
+    """auto: both nodes see the output folder (one machine), so jobs write in place; a path:
+    jobs run in node-local scratch and their files come back through that folder."""
     networks = ["dense_cnn1", "dense_cnn2", "sparse_cnn1", "sparse_cnn2"]
     overrides = tiny(mnist_root, networks)
+    where = "auto" if storage == "auto" else str(tmp_path / "storage")
     args = [*cli_args(tmp_path / "ray", overrides), "--launcher", "ray", "--address",
-            two_nodes.address]
+            two_nodes.address, "--storage", where]
     assert cli(args) == 0
-    assert set(NODE.findall(capsys.readouterr().out)) == node_ids(two_nodes)  # both nodes
+    out = capsys.readouterr().out
+    assert set(NODE.findall(out)) == node_ids(two_nodes)  # both nodes
+    assert ("on the shared filesystem" if storage == "auto" else f"files through {where}") in out
     run_experiment(tiny_suite(overrides), tmp_path / "local", threads=1)  # local, no report
     ray_metrics = metrics(tmp_path / "ray")
     assert sorted(ray_metrics) == sorted(networks)
     assert ray_metrics == metrics(tmp_path / "local")
-
-
-@pytest.mark.slow
-def test_a_node_lost_mid_job_reruns_it_elsewhere_resuming_to_the_same_metrics(
-        two_nodes, mnist_root, tmp_path, one_thread):
-    exp = tiny_suite(tiny(mnist_root, ["sparse_cnn1", "dense_cnn2"], "train.epochs=3"))
-    worker = next(iter(two_nodes.worker_nodes))
-    killed = []
-    killer = threading.Thread(target=kill_mid_job, args=(two_nodes, worker, tmp_path / "ray",
-                                                         killed), daemon=True)
-    killer.start()
-    run_experiment(exp, tmp_path / "ray", launcher="ray", address=two_nodes.address)
-    killer.join()
-    assert killed, "no job of the worker node was seen mid-job"
-    lost = sessions(killed[0])
-    assert len(lost) == 2 and lost[0]["finished"] is None  # cut, then resumed to the end
-    assert lost[1]["epochs"][0] >= 1 and lost[1]["epochs"][1] == 3
-    run_experiment(exp, tmp_path / "local", threads=1)
-    assert metrics(tmp_path / "ray") == metrics(tmp_path / "local")
-
-
-def kill_mid_job(cluster, worker, out, killed, timeout=180):  # generous: a loaded machine
-    """Lose ``worker`` once a job it runs has saved its first epoch's checkpoint: SIGKILL its
-    Ray processes and the job's worker process (which would otherwise go on without its node)."""
-    raylet = worker.all_processes["raylet"][0].process.pid
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not killed:
-        for lock in out.rglob(LOCK):
-            pid = lock_holder(lock).get("pid")
-            if pid and parent_of(pid) == raylet and (lock.parent / "checkpoint.pt").is_file():
-                cluster.remove_node(worker, allow_graceful=False)
-                with suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                killed.append(lock.parent)
-                break
-        time.sleep(0.02)
-
-
-def parent_of(pid):
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[1])
+    if storage == "path":
+        assert not any(p.is_file() for p in (tmp_path / "storage").rglob("*"))
 
 
 DRIVER = """
 import sys
 from experiments.cli import load_experiment, run_experiment
-address, out, *overrides = sys.argv[1:]
+address, storage, out, *overrides = sys.argv[1:]
 run_experiment(load_experiment("configs/mnist_table1.yaml", overrides, smoke=True), out,
-               launcher="ray", address=address)
-"""  # a driver process: run.py's path without the report, which both would write
+               launcher="ray", address=address, storage=storage)
+"""  # a driver process: run.py's path without the report (which two drivers would both write)
+
+
+@pytest.mark.slow
+def test_a_node_lost_mid_job_reruns_it_on_another_from_the_checkpoint_sent_back(
+        mnist_root, tmp_path, one_thread):
+    """In node-local scratch (--storage objects): the head has no CPU, so the job runs on the
+    worker; once its first checkpoint is back on the driver the worker is lost and a new node
+    joins, where the job resumes from that checkpoint to the metrics of an unbroken run."""
+    pytest.importorskip("ray", reason="Ray is not installed: pip install -r requirements-ray.txt")
+    overrides = tiny(mnist_root, ["sparse_cnn1"], "train.epochs=4")
+    folder = tmp_path / "ray" / "smoke" / "mnist_table1" / "sparse_cnn1" / "seed-42"
+    with loopback_cluster(2, head_cpus=0) as cluster:
+        driver = subprocess.Popen(
+            [sys.executable, "-c", DRIVER, cluster.address, "objects", str(tmp_path / "ray"),
+             *overrides], cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        output = lines_of(driver)
+        lost = lose_worker_once(cluster, folder, driver)  # here: Ray adds nodes in main threads
+        assert driver.wait(timeout=300) == 0 and lost, "".join(output)[-3000:]
+    assert any("lost with its node" in line for line in output)
+    cut, resumed = sessions(folder)
+    assert cut["finished"] is None and resumed["epochs"][0] >= 1 and resumed["epochs"][1] == 4
+    run_experiment(tiny_suite(overrides), tmp_path / "local", threads=1)
+    assert metrics(tmp_path / "ray") == metrics(tmp_path / "local")
+
+
+def lose_worker_once(cluster, folder, driver, timeout=300):  # generous: a loaded machine
+    """When ``folder`` (on the driver) holds a sent-back checkpoint, SIGKILL the worker node's
+    Ray processes and its job's process (which would go on without its node), then add a
+    node; whether that happened."""
+    (worker,) = cluster.worker_nodes
+    raylet = worker.all_processes["raylet"][0].process.pid
+    deadline = time.monotonic() + timeout
+    while not (folder / "checkpoint.pt").is_file():
+        if driver.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    jobs = [pid for pid in children_of(raylet) if b"run_on_node" in cmdline(pid)]
+    cluster.remove_node(worker, allow_graceful=False)
+    for pid in jobs:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    cluster.add_node(num_cpus=1, object_store_memory=75 * 2**20)
+    return True
+
+
+def children_of(pid):
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 @pytest.mark.slow
 def test_two_drivers_on_one_suite_run_every_job_exactly_once(two_nodes, mnist_root, tmp_path):
-    """The first job to start is paused (SIGSTOP) until the other driver has met its lock."""
+    """The driver holding the first lock is paused (SIGSTOP) until the other has met it."""
     networks = ["dense_cnn1", "sparse_cnn1"]
-    driver = [sys.executable, "-c", DRIVER, two_nodes.address, str(tmp_path),
+    driver = [sys.executable, "-c", DRIVER, two_nodes.address, "auto", str(tmp_path),
               *tiny(mnist_root, networks)]
     drivers = [subprocess.Popen(driver, cwd=REPO, text=True, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT) for _ in range(2)]
@@ -221,7 +172,7 @@ def test_two_drivers_on_one_suite_run_every_job_exactly_once(two_nodes, mnist_ro
         met = wait_for(lambda: any("running elsewhere" in line for out in outputs for line in out))
     finally:
         os.kill(holder, signal.SIGCONT)
-    codes = [driver.wait(timeout=120) for driver in drivers]
+    codes = [driver.wait(timeout=180) for driver in drivers]
     assert met and codes == [0, 0], "".join(outputs[0] + outputs[1])[-3000:]
     dirs = run_dirs(tmp_path)
     assert sorted(dirs) == sorted(networks)
@@ -253,30 +204,69 @@ def wait_for(condition, timeout=60):
 
 
 @pytest.mark.slow
-def test_a_failing_job_is_reported_once_and_not_retried_while_the_others_finish(
-        two_nodes, mnist_root, tmp_path, capsys):
-    exp = tiny_suite([*TINY, "run=[dense_cnn1, dense_cnn2]", "data.download=false",
-                      f"defaults.data.root={mnist_root}",  # beneath each network's own
-                      "networks.dense_cnn2.data.root=/nonexistent"])
-    with pytest.raises(JobsFailed, match=r"1 of 2 jobs failed \(dense_cnn2 seed 42"):
-        run_experiment(exp, tmp_path, launcher="ray", address=two_nodes.address)
-    assert sorted(run_dirs(tmp_path)) == ["dense_cnn1"]
-    failed = tmp_path / "smoke" / "mnist_table1" / "dense_cnn2" / "seed-42"
-    assert len(sessions(failed)) == 1  # one attempt: an exception of the job is not retried
-    lines = [line for line in capsys.readouterr().out.splitlines() if "dense_cnn2" in line]
-    assert len(lines) == 1 and "failed: DataError" in lines[0]
+def test_failures_stop_early_or_leave_error_txt_and_transient_ones_are_tried_again(
+        mnist_root, tmp_path, capsys):
+    """On one node: missing data, or a --storage the node does not reach, stops the suite
+    before any folder is claimed or job run; a job's own error (in node-local scratch) is
+    tried once, its folder gets what it wrote and error.txt from the node, and the summary
+    lists it; a network filesystem's OSError is tried again."""
+    pytest.importorskip("ray", reason="Ray is not installed: pip install -r requirements-ray.txt")
+    no_data = tiny_suite([*TINY, "run=[dense_cnn1]", "data.download=false",
+                          "data.root=/nonexistent"])
+    jobs = toy_jobs(tmp_path / "toys", ["good", "bad", "flaky"])
+    with loopback_cluster(1) as cluster:
+        with pytest.raises(DataError, match="/nonexistent"):
+            run_experiment(no_data, tmp_path / "no-data", launcher="ray",
+                           address=cluster.address)
+        with pytest.raises(ConfigError, match="--storage memory://t: node .* does not reach"):
+            launch(jobs, what_it_saw, toy_summary, "ray", address=cluster.address,
+                   storage="memory://t")  # this process's memory: no node reaches it
+        with pytest.raises(JobsFailed, match=f"1 of 3 jobs failed; .*\n  bad seed 1: "
+                                             f"{jobs[1].folder / ERROR}$"):
+            launch(jobs, what_it_saw, toy_summary, "ray", address=cluster.address,
+                   storage="objects")
+    assert not (tmp_path / "no-data").exists()
+    out = capsys.readouterr().out
+    assert "flaky seed 1: OSError (transient); trying again in 5 s (try 2 of 4)" in out
+    assert "flaky seed 1: ok" in out and "good seed 1: ok" in out
+    assert [line for line in out.splitlines() if "bad seed 1" in line] == [
+        "bad seed 1: failed: ValueError: bad input: sample 3 has no label"]  # one try
+    bad = jobs[1].folder
+    report = (bad / ERROR).read_text()
+    assert report.startswith(f"job: bad seed 1\nhost: {socket.gethostname()}\nattempt: 1 of 4")
+    assert "in what_it_saw" in report and "ValueError: bad input" in report
+    assert (bad / "tried.txt").read_text() == "partial output"  # sent back from scratch
+    assert sessions(bad)[0]["finished"] is None and not (bad / LOCK).exists()
 
 
 @pytest.mark.slow
-def test_a_task_that_cannot_see_its_run_folder_says_so(two_nodes, tmp_path, capsys):
-    unseen = tmp_path / "not-shared" / "seed-1"  # never claimed: not on this filesystem
-    job = Job("dense_cnn1", 1, unseen, load_experiment(CONFIG).jobs["dense_cnn1"])
-    with pytest.raises(JobsFailed):
-        launch([job], run_job, summary, "ray", address=two_nodes.address)
-    line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert line.startswith("dense_cnn1 seed 1: failed: NotShared: ")
-    assert str(unseen) in line and socket.gethostname() in line and "every node" in line
+def test_gpu_jobs_get_their_share_in_fresh_processes_and_cpu_jobs_see_no_gpu(tmp_path, capsys):
+    """A one-node cluster that says it has one GPU (none is there): a request no node can meet
+    stops before any work, 0.5 GPU runs two jobs per GPU each in its own process, and a job of
+    no GPU sees none."""
+    pytest.importorskip("ray", reason="Ray is not installed: pip install -r requirements-ray.txt")
+    with loopback_cluster(1, cpus=2, num_gpus=1) as cluster:
+        with pytest.raises(ConfigError, match="needs 1 CPU, 2 GPU .* no node has them"):
+            launch(toy_jobs(tmp_path / "big", ["a"]), what_it_saw, toy_summary, "ray",
+                   address=cluster.address, gpus_per_job=2)
+        gpu = toy_jobs(tmp_path / "gpu", ["g1", "g2"])
+        launch(gpu, what_it_saw, toy_summary, "ray", address=cluster.address, gpus_per_job=0.5)
+        assert "2 jobs at a time, each 1 CPU, 0.5 GPU" in capsys.readouterr().out
+        cpu = toy_jobs(tmp_path / "cpu", ["c1"])
+        launch(cpu, what_it_saw, toy_summary, "ray", address=cluster.address)
+    seen = [read_record(job.folder) for job in gpu]
+    assert [(r["cuda"], r["gpus"]) for r in seen] == [("0", [0])] * 2
+    assert len({r["pid"] for r in seen}) == 2  # max_calls=1: no CUDA memory outlives a job
+    assert [(r["cuda"], r["gpus"]) for r in map(read_record, [j.folder for j in cpu])] == [
+        ("", [])]
 
+
+def read_record(folder):
+    (record,) = read_jsonl(folder / "metrics.jsonl")
+    return record
+
+
+# ---------------------------------------------------------------- checks before any work
 
 def test_without_ray_the_command_stops_with_one_line_and_exit_2(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails
@@ -288,8 +278,23 @@ def test_without_ray_the_command_stops_with_one_line_and_exit_2(monkeypatch, tmp
     assert not any(tmp_path.iterdir())  # stopped before any work
 
 
+def test_an_unreachable_address_stops_at_once_with_one_line_and_exit_2(tmp_path, capsys):
+    ray_parts()
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    start = time.monotonic()
+    code = cli([str(CONFIG), "--smoke", "--launcher", "ray", "--address", address,
+                "--out", str(tmp_path)])
+    assert code == 2 and time.monotonic() - start < 10
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: --address {address}: no Ray cluster answers there")
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--address", "127.0.0.1:6379"], "--address: only with --launcher ray"),
+    (["--storage", "s3://bucket"], "--storage: only with --launcher ray"),
     (["--launcher", "slurm"], "--launcher: must be one of local, ray"),
     (["--jobs", "0"], "--jobs: must be >= 1"),
 ])
@@ -297,6 +302,96 @@ def test_launcher_flags_are_checked_before_any_work(flags, message, tmp_path, ca
     assert cli([str(CONFIG), "--smoke", "--out", str(tmp_path), *flags]) == 2
     assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_a_version_mismatch_is_one_line():
+    _, preflight, ray_job = ray_parts()
+    ray_says = ("Version mismatch: The cluster was started with:\n    Ray: 2.59.0\n    Python: "
+                "3.11.7\nThis process on node 10.0.0.1 was started with:\n    Ray: 2.60.0\n"
+                "    Python: 3.12.1\n")
+    assert preflight.version_line("h:6379", ray_says) == (
+        "--address h:6379: the cluster runs Ray 2.59.0 on Python 3.11.7, this driver Ray 2.60.0 "
+        "on Python 3.12.1: run the driver with the cluster's versions")
+    driver = ray_job.node_versions()
+    assert ray_job.version_mismatch(driver, dict(driver), "n1") is None
+    line = ray_job.version_mismatch(driver, {**driver, "torch": "2.13.0"}, "n1")
+    assert line.startswith(f"node n1 runs torch 2.13.0 (driver: {torch.__version__}): install")
+
+
+def nodes(*resources):
+    return [{"Alive": True, "Resources": r} for r in resources]
+
+
+def test_a_request_no_node_can_meet_is_refused_and_capacity_counts_whole_jobs():
+    _, preflight, _ = ray_parts()
+    cluster = nodes({"CPU": 4, "memory": 8 * 2**30}, {"CPU": 2, "GPU": 1, "memory": 2**30})
+    request = {"CPU": 1, "GPU": 0.25, "memory": 2**29}
+    assert preflight.capacity(request, cluster) == 2  # the GPU node's memory: two of 0.5 GiB
+    assert preflight.capacity({**request, "GPU": 0}, cluster) == 6
+    with pytest.raises(ConfigError, match=r"needs 1 CPU, 1 GPU and 2\.0 GiB of memory on one "
+                                          r"node, and no node has them \(2 nodes, 6 CPUs, 1 GPUs"):
+        preflight.check_feasible({"CPU": 1, "GPU": 1, "memory": 2**31}, cluster)
+
+
+def test_a_jobs_memory_is_its_process_and_its_dataset():
+    _, preflight, _ = ray_parts()
+    full, smoke = (load_experiment(CONFIG, smoke=flag).jobs["sparse_cnn2"] for flag in (0, 1))
+    assert preflight.job_memory(full) == preflight.PROCESS_BYTES + 784 * 4 * (
+        3 * 60_000 + 12 * 10_000)
+    assert preflight.job_memory(smoke) == preflight.PROCESS_BYTES + 784 * 4 * (
+        3 * 256 + 12 * 200)
+    assert preflight.job_memory(Toy()) == preflight.PROCESS_BYTES
+
+
+def test_where_files_go_and_what_stops_the_suite_follow_from_what_the_nodes_see():
+    ray_launcher, preflight, _ = ray_parts()
+    everywhere, one_apart = preflight.Survey(["a", "b"]), preflight.Survey(["a", "b"], ["b"])
+    assert ray_launcher.files_go("auto", everywhere, "out") == "shared"
+    assert ray_launcher.files_go("auto", one_apart, "out") == "objects"
+    with pytest.raises(ConfigError, match="--storage shared: node b does not see out"):
+        ray_launcher.files_go("shared", one_apart, "out")
+    with pytest.raises(ConfigError, match="--storage /nfs/x: node b does not reach it"):
+        ray_launcher.files_go("/nfs/x", preflight.Survey(["a", "b"], ["b"], unreached=["b"]), "o")
+    with pytest.raises(ConfigError, match="source: runs reads /r/mnist, which node b does not"):
+        ray_launcher.check_inputs(preflight.Survey(["a", "b"], unseen={"/r/mnist": ["b"]}))
+
+
+@pytest.mark.parametrize("error, retried", [
+    (torch.cuda.OutOfMemoryError("CUDA out of memory"), True),
+    (OSError(errno.ESTALE, "Stale file handle"), True),
+    (OSError(errno.EIO, "Input/output error"), True),
+    (DownloadError("http://x: download failed after 5 attempts"), True),
+    (OSError(errno.ENOENT, "No such file"), False),
+    (ValueError("bad input"), False),
+])
+def test_transient_errors_are_a_named_list(error, retried):
+    ray_launcher, _, _ = ray_parts()
+    assert ray_launcher.transient(error) is retried
+
+
+def test_a_node_reads_the_drivers_data_where_it_sees_it_else_prepares_its_own(
+        tmp_path, monkeypatch, mnist_root):
+    _, _, ray_job = ray_parts()
+    monkeypatch.setattr(ray_job, "scratch_root", lambda: tmp_path / "scratch")
+    ray_job._node_data.cache_clear()
+    seen = DataConfig(root="datasets")
+    assert ray_job.node_data(seen, str(mnist_root.parent)).root == str(mnist_root)
+    prepared = []
+    monkeypatch.setattr(ray_job, "prepare_dataset", fake_prepare(prepared))
+    own = ray_job.node_data(DataConfig(root="/not/on/this/node"), "/driver")
+    assert own.root.startswith(str(tmp_path / "scratch" / "datasets"))
+    assert prepared == ["/not/on/this/node", own.root]
+    ray_job._node_data.cache_clear()
+
+
+def fake_prepare(calls):
+    """prepare_dataset where only downloads succeed (no dataset is where the driver has it)."""
+    def prepare(cfg):
+        calls.append(cfg.root)
+        if not cfg.download:
+            from data import DataError
+            raise DataError(f"{cfg.root}: not found")
+    return prepare
 
 
 # ---------------------------------------------------------------- the local launcher
@@ -317,11 +412,18 @@ def claimed_jobs(root, names):
 
 def test_local_launcher_reports_a_failing_job_and_finishes_the_others(tmp_path, capsys):
     jobs = claimed_jobs(tmp_path, ["first", "bad", "last"])
-    with pytest.raises(JobsFailed, match=r"1 of 3 jobs failed \(bad seed 1;"):
+    with pytest.raises(JobsFailed, match=f"1 of 3 jobs failed; .*\n  bad seed 1: "
+                                         f"{tmp_path / 'bad' / ERROR}$"):
         launch(jobs, fails_on_bad, lambda name, seed, records: f"{name} seed {seed}: ok")
     lines = capsys.readouterr().out.splitlines()
     assert "first seed 1: ok" in lines and "last seed 1: ok" in lines
     assert "bad seed 1: failed: ValueError: bad input: sample 3 has no label" in lines
+    report = (tmp_path / "bad" / ERROR).read_text()
+    assert report.startswith(f"job: bad seed 1\nhost: {socket.gethostname()}\nattempt: 1 of 1")
+    assert "in fails_on_bad" in report and "ValueError: bad input" in report
+    assert not (tmp_path / "first" / ERROR).exists()
+    launch(jobs[1:2], lambda *args: [], lambda *args: "ok")  # fixed, and run again
+    assert not (tmp_path / "bad" / ERROR).exists()
 
 
 def test_local_launcher_stops_a_job_whose_run_folder_is_not_there(tmp_path, capsys):
@@ -377,11 +479,31 @@ def test_lock_of_a_killed_holder_is_taken_over_at_once(tmp_path):
         assert lock_holder(tmp_path / LOCK)["pid"] == os.getpid()
 
 
-def write_foreign_lock(folder, age):
+def write_foreign_lock(folder, age, host="another-node", space="elsewhere", pid=12345):
     lock = folder / LOCK
-    lock.write_text(json.dumps({"host": "another-node", "pid": 12345, "since": "then"}))
+    lock.write_text(json.dumps({"host": host, "pid": pid, "space": space, "since": "then"}))
     os.utime(lock, (time.time() - age, time.time() - age))
     return lock
+
+
+def gone_pid():
+    """A pid that no process has now (a child that has exited and been reaped)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_a_dead_pid_counts_only_in_its_own_boot_and_pid_namespace(tmp_path):
+    """Containers (or PID namespaces) that share a hostname reuse each other's pids: a holder
+    of another pid space is stale only by its heartbeat, one of this space at once."""
+    here = socket.gethostname()
+    write_foreign_lock(tmp_path, age=5, host=here, space="other-boot/pid:[1]", pid=gone_pid())
+    with pytest.raises(RunLocked, match=f"host {here}"):
+        with run_lock(tmp_path, stale_after=60):
+            pass
+    write_foreign_lock(tmp_path, age=5, host=here, space=pid_space(), pid=gone_pid())
+    with run_lock(tmp_path, stale_after=60):  # its pid is gone in this very space: taken over
+        assert lock_holder(tmp_path / LOCK)["space"] == pid_space()
 
 
 def test_lock_of_another_host_is_stale_only_when_its_heartbeat_is_old(tmp_path):

@@ -6,6 +6,8 @@ Every dataset here is a tiny folder in the real layout written with soundfile (n
 import hashlib
 import io
 import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -202,3 +204,19 @@ def test_real_source_downloads_verifies_and_extracts_when_missing(tmp_path, monk
     assert (folder / "zero" / "t0_nohash_0.wav").is_file()
     assert (tmp_path / "root" / "speech_commands_v0.01.tar.gz.sha256").is_file()
     assert task.num_clips == 10 * 4 - 4 and len(task.test_set()[1]) == 2
+
+
+def test_jobs_that_need_the_missing_dataset_at_once_fetch_it_once(tmp_path, monkeypatch):
+    """dataset_folder takes a lock around a fetch: the other callers wait, then use its copy."""
+    fetches = []
+
+    def fetch(folder, allowed, progress):
+        fetches.append(folder)
+        time.sleep(0.3)  # long enough for every other caller to arrive meanwhile
+        make_dataset(folder)
+
+    monkeypatch.setattr(gsc, "fetch_real_dataset", fetch)
+    cfg = config(tmp_path, download=True)
+    with ThreadPoolExecutor(3) as pool:
+        folders = list(pool.map(lambda _: gsc.dataset_folder(cfg, progress=False), range(3)))
+    assert len(fetches) == 1 and folders == [tmp_path / gsc.REAL_FOLDER] * 3

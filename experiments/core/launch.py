@@ -1,35 +1,46 @@
 """Launchers: every way of running a suite's pending jobs, behind one interface.
 
-    launch(jobs, job_fn, summary, launcher="local", **options)
+    with open_launcher(launcher, jobs, **options) as run:   # before any run folder is claimed
+        run(jobs, job_fn, summary)
+    launch(jobs, job_fn, summary, launcher="local", **options)   # the two at once
 
 ``job_fn(config, name, seed, folder, progress)`` is a module-level function (so that worker
 processes can import it) that runs one job to completion and returns its records; it is a
 function of those arguments alone, so nothing about a job depends on the launcher.
-``summary(name, seed, records)`` is the line printed when a job finishes.
+``summary(name, seed, records)`` is the line printed when a job finishes. ``open_launcher``
+gets the jobs before their folders are claimed, so that a launcher can check what it needs
+first (the Ray launcher connects to its cluster and checks it there).
 
-Every launcher runs a job through ``run_one`` and reports through ``drive``: one bar over jobs
-and a line per finished job. The job holds its run folder's lock while it runs
-(experiments/core/lifecycle.py), so two drivers on one suite never run a job twice at once; a
-job locked by another process is tried again later: it then returns the records that process
-wrote, or runs here if that process died. A job that raises is
-reported in one line, the others go on, and JobsFailed names the failed ones at the end.
+Every launcher runs its jobs through ``drive``: one bar over jobs and a line per finished job.
+A run folder's lock (experiments/core/runs.py) is held while its job runs, so two drivers on
+one suite never run a job twice at once: the local launchers' jobs take it themselves
+(experiments/core/lifecycle.py), the Ray launcher's driver takes it for its remote jobs
+(``claim``). A job locked by another process waits in the driver and is tried again later: it
+then returns the records that process wrote, or runs here if that process died. A job that
+raises is reported in one line and its folder gets ``error.txt`` (traceback, host, attempt);
+the others go on, and JobsFailed names the failed ones and their folders at the end.
 
 local (options ``workers``, ``threads``): the jobs one after another in this process
 (``workers`` = 1, with progress bars), or in ``workers`` spawned processes, each with
 ``threads`` torch threads (default: the cores divided by the workers; oversubscribed threads
 are very costly: a 2-thread job sharing 2 cores with two others ran 30x slower than with 1).
-ray (options ``address``, ``cpus_per_job``, ``gpus_per_job``): experiments/core/ray_launcher.py,
-imported only when asked for, as Ray is an optional dependency.
+ray (options ``address``, ``cpus_per_job``, ``gpus_per_job``, ``storage``):
+experiments/core/ray_launcher.py, imported only when asked for, as Ray is optional.
 
 ``LAUNCHER_OPTIONS`` is the one place the launchers' command-line flags are spelt: run.py
 builds its arguments from it and experiments/cli.py checks them against it.
 """
 
+import functools
 import importlib.util
 import os
+import socket
 import sys
+import time
+import traceback
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Callable
@@ -38,21 +49,40 @@ import torch
 from tqdm.auto import tqdm
 
 from experiments.core.config import ConfigError
-from experiments.core.runs import RunLocked, check_visible
+from experiments.core.records import atomic_write, now
+from experiments.core.runs import ERROR, RunLocked, check_visible
 from experiments.core.speed import keep_freed_memory
+
+RETRY_LOCKED_SECONDS = 5  # a job whose lock the driver could not take is tried again this often
 
 
 class JobsFailed(Exception):
     """Some jobs of a suite raised an error; the others finished."""
 
 
+class Failed(Exception):
+    """A job's own exception (``error``) as a launcher saw it, with the text of its error.txt
+    (``report``: traceback, host, attempt) when the launcher knows more than this process."""
+
+    def __init__(self, error, report):
+        super().__init__(str(error))
+        self.error, self.report = error, report
+
+
 def launch(jobs, job_fn, summary, launcher="local", **options):
     """Run every job in ``jobs`` with the named launcher."""
-    launcher_named(launcher)(jobs, job_fn, summary, **options)
+    with open_launcher(launcher, jobs, **options) as run:
+        run(jobs, job_fn, summary)
+
+
+def open_launcher(name, jobs, **options):
+    """The named launcher, ready to run ``jobs`` (not claimed yet): a context manager that
+    yields ``run(jobs, job_fn, summary)``. ConfigError, before any work, when it cannot."""
+    return launcher_named(name)(jobs, **options)
 
 
 def launcher_named(name):
-    """The launcher function called ``name``; ConfigError if it is unknown or not installed."""
+    """The session of the launcher called ``name``; ConfigError if unknown or not installed."""
     if name not in LAUNCHERS:
         raise ConfigError(f"--launcher: must be one of {', '.join(LAUNCHERS)}, got {name!r}")
     if name == "ray" and importlib.util.find_spec("ray") is None:
@@ -67,44 +97,99 @@ def run_one(job_fn, job, progress):
     return job_fn(job.config, job.name, job.seed, job.folder, progress)
 
 
-def drive(jobs, submit, summary, limit=None, cause=lambda error: error):
+def drive(jobs, submit, summary, limit=None, claim=None):
     """Run ``jobs`` through ``submit(job) -> Future``, at most ``limit`` at a time.
 
-    ``cause(error)`` is the job's own exception inside a launcher's wrapper of it.
+    ``claim(job)``, when given, takes the job's lock before it is submitted and returns the
+    function that releases it (RunLocked: the job waits here and is tried again later).
     """
-    queue, running, failed, elsewhere = deque(jobs), {}, [], set()
+    queue, running, waiting, failed, told = deque(jobs), {}, [], [], set()
     with tqdm(total=len(queue), desc="jobs", unit="job") as bar:
-        while queue or running:
-            while queue and (limit is None or len(running) < limit):
-                job = queue.popleft()
-                running[submit(job)] = job
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                job = running.pop(future)
-                error = cause(future.exception()) if future.exception() else None
-                if isinstance(error, RunLocked):
-                    if job.folder not in elsewhere:
-                        tqdm.write(f"{job.name} seed {job.seed}: {error}; waiting for it",
-                                   file=sys.stdout)
-                    elsewhere.add(job.folder)
-                    queue.append(job)
-                    continue
-                bar.update()
-                if error:
-                    failed.append(f"{job.name} seed {job.seed}")
-                tqdm.write(ending(job, future, error, summary), file=sys.stdout)
+        try:
+            while queue or running or waiting:
+                queue.extend(_due(waiting))
+                while queue and (limit is None or len(running) < limit):
+                    job = queue.popleft()
+                    try:
+                        release = claim(job) if claim else _nothing
+                    except RunLocked as error:
+                        _wait_for(job, error, waiting, told, RETRY_LOCKED_SECONDS)
+                        continue
+                    running[submit(job)] = job, release
+                for future in _wait_some(running, waiting):
+                    job, release = running.pop(future)
+                    release()
+                    error = future.exception()
+                    if isinstance(error, RunLocked):  # the job met the lock itself, waiting
+                        _wait_for(job, error, waiting, told, 0)
+                        continue
+                    bar.update()
+                    if error is not None:
+                        failed.append(job)
+                    tqdm.write(finish(job, future, error, summary), file=sys.stdout)
+        finally:  # interrupted: give back the locks this driver holds
+            for _, release in running.values():
+                release()
     if failed:
-        raise JobsFailed(f"{len(failed)} of {len(jobs)} jobs failed ({', '.join(failed)}; "
-                         f"errors above); the others finished. Rerun to retry the failed ones")
+        raise JobsFailed(failed_jobs(failed, len(jobs)))
 
 
-def ending(job, future, error, summary):
-    """The line printed when ``job`` ends: its summary, or its error's type and first line."""
+def _nothing():
+    pass
+
+
+def _wait_for(job, error, waiting, told, seconds):
+    """Put ``job``, locked by another process, aside for ``seconds`` (saying so once)."""
+    if job.folder not in told:
+        tqdm.write(f"{job.name} seed {job.seed}: {error}; waiting for it", file=sys.stdout)
+        told.add(job.folder)
+    waiting.append((time.monotonic() + seconds, job))
+
+
+def _due(waiting):
+    """The jobs of ``waiting`` whose time has come (removed from it)."""
+    clock = time.monotonic()
+    due = [job for at, job in waiting if at <= clock]
+    waiting[:] = [(at, job) for at, job in waiting if at > clock]
+    return due
+
+
+def _wait_some(running, waiting):
+    """The futures of ``running`` that finish before the next waiting job is due."""
+    timeout = (max(0.0, min(at for at, _ in waiting) - time.monotonic()) if waiting else None)
+    if not running:
+        time.sleep(timeout or 0)
+        return set()
+    return wait(running, timeout=timeout, return_when=FIRST_COMPLETED)[0]
+
+
+def finish(job, future, error, summary):
+    """The line printed when ``job`` ends; a failed job's folder gets error.txt, a finished
+    one loses the error.txt of an earlier try."""
     if error is None:
+        (job.folder / ERROR).unlink(missing_ok=True)
         return summary(job.name, job.seed, future.result())
+    report = error.report if isinstance(error, Failed) else error_report(job, error)
+    error = error.error if isinstance(error, Failed) else error
+    if job.folder.is_dir():
+        atomic_write(job.folder / ERROR, report)
     text = str(error).strip().splitlines()
     return f"{job.name} seed {job.seed}: failed: {type(error).__name__}" + (
         f": {text[0]}" if text else "")
+
+
+def error_report(job, error, host=None, attempt="1 of 1"):
+    """error.txt: which job, where and when it failed, and the traceback."""
+    lines = traceback.format_exception(error) if isinstance(error, BaseException) else [error]
+    return (f"job: {job.name} seed {job.seed}\nhost: {host or socket.gethostname()}\n"
+            f"attempt: {attempt}\nfailed: {now()}\n\n" + "".join(lines))
+
+
+def failed_jobs(failed, total):
+    """JobsFailed's text: how many failed, and each one's error.txt."""
+    where = "".join(f"\n  {job.name} seed {job.seed}: {job.folder / ERROR}" for job in failed)
+    return (f"{len(failed)} of {total} jobs failed; the others finished. Rerun the command "
+            f"to retry the failed ones. Tracebacks:{where}")
 
 
 def default_threads(workers):
@@ -141,13 +226,19 @@ def _pool_worker(job_fn, job, threads):
     return run_one(job_fn, job, False)
 
 
-def run_ray(jobs, job_fn, summary, **options):
+@contextmanager
+def local_session(jobs, workers=1, threads=None):
+    """The local launcher needs nothing before its jobs start."""
+    yield functools.partial(run_local, workers=workers, threads=threads)
+
+
+def ray_session(jobs, **options):
     """The Ray launcher (experiments/core/ray_launcher.py), imported when used: Ray is optional."""
     from experiments.core import ray_launcher
-    ray_launcher.run_ray(jobs, job_fn, summary, **options)
+    return ray_launcher.session(jobs, **options)
 
 
-LAUNCHERS = {"local": run_local, "ray": run_ray}
+LAUNCHERS = {"local": local_session, "ray": ray_session}
 
 
 @dataclass(frozen=True)
@@ -180,6 +271,11 @@ def _gpu_share(value):
                           f"GPUs, got {value}")
 
 
+def _storage(value):
+    if not value.strip():
+        raise ConfigError("--storage: must be auto, shared, objects, a path or a URI")
+
+
 LAUNCHER_OPTIONS = (
     LauncherOption("--jobs", "workers", "local", int, "N",
                    "local: parallel training processes (default 1)", _at_least_one("--jobs")),
@@ -194,4 +290,9 @@ LAUNCHER_OPTIONS = (
                    _at_least_one("--cpus-per-job")),
     LauncherOption("--gpus-per-job", "gpus_per_job", "ray", float, "F",
                    "ray: GPUs per job; 0.25 packs four jobs on a GPU (default 0)", _gpu_share),
+    LauncherOption("--storage", "storage", "ray", str, "WHERE",
+                   "ray: where jobs' files go: auto (the default: in place when every node "
+                   "sees the output folder, else node-local scratch sent back through Ray's "
+                   "object store), shared, objects, or a PATH or fsspec URI every node and "
+                   "the driver reach (NFS, s3://...)", _storage),
 )

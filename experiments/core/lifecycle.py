@@ -17,34 +17,58 @@ The folder's lock (experiments/core/runs.py ``run_lock``) is held, and touched b
 for the whole block: two processes never run one job at once; a job locked elsewhere raises
 RunLocked, which the launchers turn into "try again later".
 
-Suite side: ``run_pending`` claims every job's folder before any work (refusing a folder that
-holds another config's run), prints how many are done, and launches the rest.
+A launcher that claimed and locked the folder itself, in another process, runs the job inside
+``hosted(sync)``: open_run then neither claims nor locks, and ``sync()`` runs each time the
+job adds a record, when everything the job wrote for its previous record is complete (the Ray
+launcher's driver holds the lock while the job runs on a node, and ``sync`` sends the node's
+files back to it).
+
+Suite side: ``run_pending`` opens the launcher (which may check what it needs first), claims
+every job's folder (refusing a folder that holds another config's run), prints how many are
+done, and runs the rest.
 """
 
+import contextvars
 import json
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
 
-from experiments.core.launch import launch
+from experiments.core.launch import open_launcher
 from experiments.core.records import atomic_write, read_jsonl, write_jsonl
-from experiments.core.runs import (claim_dir, close_session, experiment_dir, is_done, mark_done,
-                                   open_session, prepare, resolved_config, run_lock)
+from experiments.core.runs import (claim_dir, close_session, experiment_dir, is_done, job_list,
+                                   mark_done, open_session, prepare, refuse_reference,
+                                   resolved_config, run_lock)
 
 LOCK_WAIT_SECONDS = 5  # a job locked elsewhere gives its worker back this soon, to retry later
+
+
+_HOSTED = contextvars.ContextVar("hosted", default=None)  # the sync of a hosted job
+
+
+@contextmanager
+def hosted(sync):
+    """Run the block's jobs as a launcher's that claimed and locked their folders in another
+    process: open_run neither claims nor locks, and calls ``sync()`` before each record."""
+    token = _HOSTED.set(sync)
+    try:
+        yield
+    finally:
+        _HOSTED.reset(token)
 
 
 class Run:
     """An open run folder: its records so far, and the session this process adds."""
 
-    def __init__(self, folder, finished):
+    def __init__(self, folder, finished, sync=None):
         self.folder = Path(folder)
         self.records = read_jsonl(self.folder / "metrics.jsonl")
         self.finished = finished
         self.started = None  # perf_counter at start(); None: this process ran no step
         self.complete = True
+        self.sync = sync
 
     def start(self, device, first, total, **extra):
         """Open a provenance session for steps ``first``..``total`` on ``device``."""
@@ -58,6 +82,8 @@ class Run:
 
     def add(self, record):
         """Append one finished step's record and rewrite metrics.jsonl atomically."""
+        if self.sync is not None:
+            self.sync()
         self.records.append(record)
         write_jsonl(self.folder / "metrics.jsonl", self.records)
 
@@ -84,30 +110,36 @@ def open_run(folder, config, network, seed, dataset, lock_wait=LOCK_WAIT_SECONDS
     if is_done(folder):
         yield Run(folder, finished=True)
         return
-    claim_dir(folder, resolved_config(config, network, seed))
-    with run_lock(folder, wait=lock_wait):
+    sync = _HOSTED.get()
+    if sync is None:
+        claim_dir(folder, resolved_config(config, network, seed))
+    with run_lock(folder, wait=lock_wait) if sync is None else nullcontext():
         if is_done(folder):  # finished by another process while we waited for the lock
             yield Run(folder, finished=True)
             return
         atomic_write(folder / "dataset.json", json.dumps(dataset, indent=2) + "\n")
-        run = Run(folder, finished=False)
+        run = Run(folder, finished=False, sync=sync)
         yield run
         run.close()
 
 
 def run_pending(suite, out_root, task, force=False, launcher="local", **options):
     """Run every unfinished job of ``suite`` with ``task``'s job function; return the
-    experiment folder. ``task.check(suite)`` runs first (e.g. every network's weights exist)
-    and ``task.before_jobs(suite, exp_dir)`` once before the jobs start."""
+    experiment folder. ``task.check(suite)`` runs first (e.g. every network's weights exist),
+    then the launcher's own checks, and ``task.before_jobs(suite, exp_dir)`` once before the
+    jobs start."""
     if task.check is not None:
         task.check(suite)
-    pending = prepare(suite, out_root, force)
-    total = len(suite.run) * len(suite.seeds)
-    print(f"{suite.experiment}: {total} jobs, {total - len(pending)} already done, "
-          f"{len(pending)} to run")
-    exp_dir = experiment_dir(suite, out_root)
-    if pending:
-        if task.before_jobs is not None:
-            task.before_jobs(suite, exp_dir)
-        launch(pending, task.run_job, task.summary, launcher, **options)
+    refuse_reference(out_root)
+    todo = [job for job in job_list(suite, out_root) if force or not is_done(job.folder)]
+    with open_launcher(launcher, todo, **options) as run:
+        pending = prepare(suite, out_root, force)
+        total = len(suite.run) * len(suite.seeds)
+        print(f"{suite.experiment}: {total} jobs, {total - len(pending)} already done, "
+              f"{len(pending)} to run")
+        exp_dir = experiment_dir(suite, out_root)
+        if pending:
+            if task.before_jobs is not None:
+                task.before_jobs(suite, exp_dir)
+            run(pending, task.run_job, task.summary)
     return exp_dir

@@ -1,5 +1,6 @@
 """Files a run leaves behind: atomic writes, JSON lines, YAML, provenance."""
 
+import contextvars
 import functools
 import io
 import json
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -95,11 +97,37 @@ def device_name(device):
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def provenance(device):
-    """Library versions, commit, machine and device: written next to every run's metrics."""
+def versions():
+    """The library versions a job's numbers depend on (a cluster node must match the driver's)."""
     import numpy
     import torch
-    return {"git_commit": git_commit(), "python": sys.version.split()[0],
-            "torch": torch.__version__, "numpy": numpy.__version__,
+    return {"python": sys.version.split()[0], "torch": torch.__version__,
+            "numpy": numpy.__version__}
+
+
+def origin():
+    """What started this process's jobs: its command line and the commit of its code."""
+    return {"command": " ".join(sys.argv), "git_commit": git_commit()}
+
+
+_LAUNCHED_BY = contextvars.ContextVar("launched_by", default=None)
+
+
+@contextmanager
+def launched_by(driver_origin):
+    """Within the block, provenance records ``driver_origin`` (``origin()`` of the driver that
+    shipped this job to a cluster node) instead of this process's command and commit: a Ray
+    worker's command line is Ray's, and code shipped without .git has no commit to read."""
+    token = _LAUNCHED_BY.set(driver_origin)
+    try:
+        yield
+    finally:
+        _LAUNCHED_BY.reset(token)
+
+
+def provenance(device):
+    """Library versions, commit, machine and device: written next to every run's metrics."""
+    started = _LAUNCHED_BY.get() or origin()
+    return {"git_commit": started["git_commit"], **versions(),
             "platform": platform.platform(), "hostname": socket.gethostname(),
-            "device": device_name(device), "command": " ".join(sys.argv)}
+            "device": device_name(device), "command": started["command"]}

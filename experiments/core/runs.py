@@ -7,6 +7,7 @@
         metrics.jsonl    one JSON line per finished step of the job (an epoch, an attack)
         done             written last: the run is complete
         lock             while a process runs the job: its host and pid (see ``run_lock``)
+        error.txt        after a failed try: the traceback, host and attempt (removed when done)
     <out>/<experiment>/noisy_examples.npz       a few noisy test inputs (written by the task)
     <out>/<experiment>/...                      the report, rebuilt from the records
 
@@ -14,6 +15,7 @@ A user's runs go to ``results/`` (git-ignored); the records that README.md and d
 shipped in ``results/reference/``, where no run writes.
 """
 
+import functools
 import json
 import os
 import shutil
@@ -161,6 +163,7 @@ def close_session(folder, wall_seconds):
 # ---------------------------------------------------------------- one process per run folder
 
 LOCK = "lock"
+ERROR = "error.txt"  # a failed try's traceback, host and attempt (experiments/core/launch.py)
 HEARTBEAT_SECONDS = 10  # a holder touches its lock this often
 STALE_SECONDS = 120  # untouched this long: its holder is gone (well beyond NFS's attribute cache)
 POLL_SECONDS = 0.25
@@ -188,10 +191,11 @@ def run_lock(folder, wait=0.0, beat=HEARTBEAT_SECONDS, stale_after=STALE_SECONDS
     """Hold ``folder``'s lock for the block, so that one process at a time runs its job.
 
     The lock is ``<folder>/lock``, created with O_CREAT|O_EXCL (atomic, NFS included) and
-    naming its holder's host and pid; a thread touches it every ``beat`` seconds. A lock is
-    stale, and taken over, when its holder is on this host and its pid is gone, or when it has
-    not been touched for ``stale_after`` seconds (its node was lost). A live holder is waited
-    for up to ``wait`` seconds; then RunLocked.
+    naming its holder: host, pid and the space its pid means something in (``pid_space``);
+    a thread touches it every ``beat`` seconds. A lock is stale, and taken over, when its
+    holder is in this process's pid space and its pid is gone, or when it has not been touched
+    for ``stale_after`` seconds (its node was lost). A live holder is waited for up to ``wait``
+    seconds; then RunLocked.
     """
     path = Path(folder) / LOCK
     fd = _acquire(path, wait, stale_after)
@@ -235,7 +239,8 @@ def _create(path):
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return None
-    holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": now()}
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "space": pid_space(),
+              "since": now()}
     os.write(fd, json.dumps(holder).encode())
     os.fsync(fd)
     return fd
@@ -269,8 +274,21 @@ def _is_stale(path, stale_after):
     except FileNotFoundError:
         return False
     holder = lock_holder(path)
-    here = holder.get("host") == socket.gethostname()
+    here = holder.get("host") == socket.gethostname() and holder.get("space") == pid_space()
     return age > stale_after or (here and not _pid_alive(holder.get("pid")))
+
+
+@functools.lru_cache(maxsize=None)
+def pid_space():
+    """'<boot id>/<pid namespace>': where this process's pid names this process. Two
+    containers (or PID namespaces) may share a hostname and reuse each other's pids, and a
+    rebooted host reuses them all, so a pid is only checked against its own boot and namespace
+    (elsewhere only the heartbeat tells whether its holder lives)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:  # no /proc (macOS, Windows): the host, as before
+        return "host"
 
 
 def _pid_alive(pid):
