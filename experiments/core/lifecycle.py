@@ -1,5 +1,5 @@
-"""One run lifecycle, written once: every study's job opens its run folder with ``open_run``,
-and every suite runs its unfinished jobs with ``run_pending``.
+"""One run lifecycle, written once: every study's job opens its run folder with ``open_run``
+(and every suite runs its unfinished jobs with ``experiments.core.task.run_pending``).
 
 Job side (a job is a function of (config, network, seed, folder, progress) alone):
 
@@ -22,10 +22,6 @@ A launcher that claimed and locked the folder itself, in another process, runs t
 job adds a record, when everything the job wrote for its previous record is complete (the Ray
 launcher's driver holds the lock while the job runs on a node, and ``sync`` sends the node's
 files back to it).
-
-Suite side: ``run_pending`` opens the launcher (which may check what it needs first), claims
-every job's folder (refusing a folder that holds another config's run), prints how many are
-done, and runs the rest.
 """
 
 import contextvars
@@ -36,10 +32,8 @@ from pathlib import Path
 
 import torch
 
-from experiments.core.launch import open_launcher
 from experiments.core.records import atomic_write, read_jsonl, write_jsonl
-from experiments.core.runs import (claim_dir, close_session, experiment_dir, is_done, job_list,
-                                   mark_done, open_session, prepare, refuse_reference,
+from experiments.core.runs import (claim_dir, close_session, is_done, mark_done, open_session,
                                    resolved_config, run_lock)
 
 LOCK_WAIT_SECONDS = 5  # a job locked elsewhere gives its worker back this soon, to retry later
@@ -121,25 +115,3 @@ def open_run(folder, config, network, seed, dataset, lock_wait=LOCK_WAIT_SECONDS
         run = Run(folder, finished=False, sync=sync)
         yield run
         run.close()
-
-
-def run_pending(suite, out_root, task, force=False, launcher="local", **options):
-    """Run every unfinished job of ``suite`` with ``task``'s job function; return the
-    experiment folder. ``task.check(suite)`` runs first (e.g. every network's weights exist),
-    then the launcher's own checks, and ``task.before_jobs(suite, exp_dir)`` once before the
-    jobs start."""
-    if task.check is not None:
-        task.check(suite)
-    refuse_reference(out_root)
-    todo = [job for job in job_list(suite, out_root) if force or not is_done(job.folder)]
-    with open_launcher(launcher, todo, **options) as run:
-        pending = prepare(suite, out_root, force)
-        total = len(suite.run) * len(suite.seeds)
-        print(f"{suite.experiment}: {total} jobs, {total - len(pending)} already done, "
-              f"{len(pending)} to run")
-        exp_dir = experiment_dir(suite, out_root)
-        if pending:
-            if task.before_jobs is not None:
-                task.before_jobs(suite, exp_dir)
-            run(pending, task.run_job, task.summary)
-    return exp_dir

@@ -37,7 +37,7 @@ import torch
 
 from data import DataConfig, DataError, prepare_dataset
 from experiments.core.config import ConfigError, to_dict
-from experiments.core.launch import error_report
+from experiments.core.drive import error_report
 from experiments.core.lifecycle import hosted
 from experiments.core.records import launched_by, versions
 from experiments.core.run_files import Sent, write_files

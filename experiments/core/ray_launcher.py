@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from data import prepare_dataset
 from data.download import DownloadError
 from experiments.core.config import ConfigError
-from experiments.core.launch import Failed, drive, error_report
+from experiments.core.drive import Failed, drive, error_report
 from experiments.core.records import REPO, origin, read_jsonl
 from experiments.core.run_files import absolute, snapshot, transport, write_files
 from experiments.core.runs import is_done, run_lock

@@ -123,18 +123,6 @@ def config_differences(existing, resolved, prefix=""):
     return changed
 
 
-def begin_run(folder, job_config, network, seed, dataset):
-    """Start or resume a job in ``folder``: its finished records when it is done already, else
-    None after claiming the folder for this config and writing ``dataset`` (what the data is,
-    a JSON-safe dict: data.dataset_info) as dataset.json."""
-    folder = Path(folder)
-    if is_done(folder):
-        return read_jsonl(folder / "metrics.jsonl")
-    claim_dir(folder, resolved_config(job_config, network, seed))
-    atomic_write(folder / "dataset.json", json.dumps(dataset, indent=2) + "\n")
-    return None
-
-
 def is_done(folder):
     return (Path(folder) / "done").is_file()
 
@@ -163,7 +151,7 @@ def close_session(folder, wall_seconds):
 # ---------------------------------------------------------------- one process per run folder
 
 LOCK = "lock"
-ERROR = "error.txt"  # a failed try's traceback, host and attempt (experiments/core/launch.py)
+ERROR = "error.txt"  # a failed try's traceback, host and attempt (experiments/core/drive.py)
 HEARTBEAT_SECONDS = 10  # a holder touches its lock this often
 STALE_SECONDS = 120  # untouched this long: its holder is gone (well beyond NFS's attribute cache)
 POLL_SECONDS = 0.25

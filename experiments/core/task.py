@@ -6,13 +6,19 @@ experiments/cli.py imports (no lookup by module name).
     describe(suite, exp_dir)                       --describe: what would run, no work
     report(exp_dir) -> paths                       tables and figures from the records alone
     doc_blocks(exp_dir, suite) -> {block: markdown}  the generated blocks of README.md, docs/
+
+``run_pending`` is every suite's side of the run lifecycle (the job's side is
+experiments/core/lifecycle.py): it opens the launcher (which may check what it needs first),
+claims every job's folder (refusing a folder that holds another config's run), prints how many
+are done, and runs the rest.
 """
 
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from experiments.core.config import ConfigError
-from experiments.core.lifecycle import run_pending
+from experiments.core.launch import open_launcher
+from experiments.core.runs import experiment_dir, is_done, job_list, prepare, refuse_reference
 from experiments.core.suite import load_suite
 
 
@@ -43,3 +49,25 @@ class Task:
             raise ConfigError(f"{suite.source}: --describe is not available for task "
                               f"{self.name!r}")
         self.describe_suite(suite, exp_dir)
+
+
+def run_pending(suite, out_root, task, force=False, launcher="local", **options):
+    """Run every unfinished job of ``suite`` with ``task``'s job function; return the
+    experiment folder. ``task.check(suite)`` runs first (e.g. every network's weights exist),
+    then the launcher's own checks, and ``task.before_jobs(suite, exp_dir)`` once before the
+    jobs start."""
+    if task.check is not None:
+        task.check(suite)
+    refuse_reference(out_root)
+    todo = [job for job in job_list(suite, out_root) if force or not is_done(job.folder)]
+    with open_launcher(launcher, todo, **options) as run:
+        pending = prepare(suite, out_root, force)
+        total = len(suite.run) * len(suite.seeds)
+        print(f"{suite.experiment}: {total} jobs, {total - len(pending)} already done, "
+              f"{len(pending)} to run")
+        exp_dir = experiment_dir(suite, out_root)
+        if pending:
+            if task.before_jobs is not None:
+                task.before_jobs(suite, exp_dir)
+            run(pending, task.run_job, task.summary)
+    return exp_dir
