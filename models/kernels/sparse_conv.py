@@ -233,7 +233,7 @@ def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, first, last)
                 p = r * width + s
                 used[0, n_used], used[1, n_used], used[2, n_used] = r, s, p
                 n_used += start[p + 1] > start[p]
-        for di in range(kh):
+        for di in range(kh):  # tap by tap: a tap's weights stay in L1 for its pass
             for dj in range(kw):
                 w0 = (di * kw + dj) * channels * padded
                 for t in range(n_used):
