@@ -52,42 +52,49 @@ def _dense(layer, output_shape):
     return int(output_shape[2] * output_shape[3] * layer.weight.numel())
 
 
-def layer_multiply_adds(net, x=None, input_shape=None):
+def layer_multiply_adds(net, x=None, input_shape=None, batch_size=250):
     """[{"layer": name, "dense": int, "effective": float, "input_density": float}] for each
     conv and linear layer of ``net`` (an nn.Sequential in eval mode), per sample: measured
-    on the inputs ``x`` (B, C, H, W), or without them estimated for inputs of
-    ``input_shape`` (C, H, W) (see the module docstring)."""
+    on the inputs ``x`` (B, C, H, W), ``batch_size`` at a time, or without them estimated
+    for inputs of ``input_shape`` (C, H, W) (see the module docstring)."""
     if x is None and input_shape is None:
         raise ValueError("layer_multiply_adds: pass the inputs x or their input_shape")
-    rows, inputs, hooks = [], {}, []
+    layers = {name: _weighted(m) for name, m in net.named_children() if _weighted(m) is not None}
+    sums = {name: [0.0, 0.0] for name in layers}  # effective, non-zero inputs (over samples)
+    shapes, hooks = {}, []
 
-    def keep(name):
+    def measure(name):
         def hook(module, args, out):
-            inputs[name] = (args[0], out.shape)
+            shapes[name] = (args[0][0].numel(), out.shape)
+            if x is not None:
+                sums[name][0] += _measured(layers[name], args[0]) * len(args[0])
+                sums[name][1] += float((args[0] != 0).double().sum())
         return hook
 
     for name, module in net.named_children():
-        if _weighted(module) is not None:
-            hooks.append(module.register_forward_hook(keep(name)))
-    probe = x if x is not None else torch.zeros(1, *input_shape)
+        if name in layers:
+            hooks.append(module.register_forward_hook(measure(name)))
     try:
         with torch.no_grad():
-            net(probe)
+            for batch in ([torch.zeros(1, *input_shape)] if x is None else x.split(batch_size)):
+                net(batch)
     finally:
         for hook in hooks:
             hook.remove()
-    density = 1.0  # the network's input
+    return _rows(net, layers, sums, shapes, None if x is None else len(x))
+
+
+def _rows(net, layers, sums, shapes, samples):
+    rows, density = [], 1.0  # the network's input has no zeros
     for name, module in net.named_children():
-        layer = _weighted(module)
-        if layer is not None:
-            x_in, out_shape = inputs[name]
-            dense = _dense(layer, out_shape)
-            weights = float((layer.weight != 0).double().mean())
-            if x is None:
+        if name in layers:
+            size, out_shape = shapes[name]
+            dense = _dense(layers[name], out_shape)
+            if samples is None:
+                weights = float((layers[name].weight != 0).double().mean())
                 effective = dense * density * weights
             else:
-                effective = _measured(layer, x_in)
-                density = float((x_in != 0).double().mean())
+                effective, density = sums[name][0] / samples, sums[name][1] / (samples * size)
             rows.append({"layer": name, "dense": dense, "effective": effective,
                          "input_density": density})
         elif isinstance(module, (KWinners, KWinners2d)):
