@@ -76,19 +76,24 @@ class SparseInference(nn.Module):
             raise ValueError("sparse_inference: the network was put back in training mode")
         if not (kernels.HAVE_NUMBA and backend.uses_cpu_kernel(x)):
             return self.reference(x)
-        return self.layer_outputs(x).popitem()[1]
+        return self._run(x, None)
 
-    @torch.no_grad()
     def layer_outputs(self, x):
         """Each block's output (its activation, or the log-probabilities last), by the name
         of the network's layer that ends the block."""
-        h, density = x.contiguous(), None
         outputs = OrderedDict()
+        self._run(x, outputs)
+        return outputs
+
+    @torch.no_grad()
+    def _run(self, x, outputs):
+        h, density = x.contiguous(), None
         for block in self.blocks:
             h = block(h, density)
             density = block.output_density(h)
-            outputs[block.name] = h
-        return outputs
+            if outputs is not None:
+                outputs[block.name] = h
+        return h
 
     def paths(self):
         """{block name: the path its last batch took}."""
