@@ -160,7 +160,7 @@ class _Block:
     """A weighted layer and its activation: ``weight`` and ``bias`` (BatchNorm folded in)."""
 
     def __init__(self, name, layer):
-        self.name, self.path = name, None
+        self.name, self.path, self.k = name, None, None
         self.weight = layer.weight.detach().float().cpu().clone()
         bias = layer.bias if layer.bias is not None else layer.weight.new_zeros(len(self.weight))
         self.bias = bias.detach().float().cpu().clone()
@@ -173,16 +173,14 @@ class _Block:
         self.name, self.activation = name, activation
         if isinstance(activation, (KWinners, KWinners2d)):
             self.boost = activation.boost_factors().detach().cpu().contiguous().numpy()
+            self.k = activation.k_eval
         if isinstance(activation, nn.LogSoftmax) and activation.dim not in (1, -1):
             raise ValueError(f"sparse_inference: {name!r} must be a log-softmax over dim 1")
 
     def output_density(self, h):
         """At most this share of ``h`` (this block's output) is non-zero: k/n after
         k-winners, else None (unknown without counting)."""
-        act = self.activation
-        if isinstance(act, (KWinners, KWinners2d)):
-            return act.k_eval / (h.numel() // h.shape[0])
-        return None
+        return None if self.k is None else self.k / (h.numel() // h.shape[0])
 
     def activate(self, h):
         """The activation of ``h`` (B, ...) contiguous, in place for ReLU."""
@@ -190,7 +188,7 @@ class _Block:
         if isinstance(act, (KWinners, KWinners2d)):
             flat = h.view(h.shape[0], -1)
             group = flat.shape[1] // len(self.boost)
-            return kernels.kwinners.k_winners_eval(flat, self.boost, group, act.k_eval).view_as(h)
+            return kernels.kwinners.k_winners_eval(flat, self.boost, group, self.k).view_as(h)
         if isinstance(act, nn.ReLU):
             return h.relu_()
         if isinstance(act, nn.LogSoftmax):
@@ -222,8 +220,8 @@ class _ConvBlock(_Block):
             raise ValueError(f"{self.name}: expected (B, {self.weight.shape[1]}, H, W) with "
                              f"H, W > {kh}, got {tuple(x.shape)}")
         if self.first:  # the network's input: the background is each sample's minimum
-            offsets, fractions = kernels.sparse_conv.background(x)
-            sparse = x.shape[1] == 1 and fractions.mean() <= ONE_CHANNEL_SPARSE_MAX
+            offsets, fraction = kernels.sparse_conv.background(x)
+            sparse = x.shape[1] == 1 and fraction <= ONE_CHANNEL_SPARSE_MAX
         else:  # behind ReLU or k-winners: the background is 0
             offsets = np.zeros(x.shape[0], np.float32)
             if density is None:

@@ -80,12 +80,13 @@ def _background_rows(flat, offsets, fractions, first, last):
 
 
 def background(x):
-    """(per-sample minimum (B,), fraction of each sample's values above it (B,)) of ``x``."""
+    """(per-sample minimum (B,) float32 numpy, the share of all values above their
+    sample's minimum) of ``x``."""
     flat = x.reshape(x.shape[0], -1).numpy()
     offsets = np.empty(flat.shape[0], np.float32)
     fractions = np.empty(flat.shape[0], np.float64)
     run_rows(_background_rows, (flat, offsets, fractions), flat.shape[0], chunk_count(x))
-    return offsets, fractions
+    return offsets, float(fractions.sum()) / len(fractions)
 
 
 @numba.njit(nogil=True, cache=True)
