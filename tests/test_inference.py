@@ -260,3 +260,18 @@ def test_the_engine_predicts_as_the_model_on_every_noise_level(name, mnist_root)
                               != engine(x[i:i + 1000]).argmax(1)).sum())
                          for i in range(0, len(x), 1000))
             assert differ <= len(x) // 10_000, f"{name} at {key}: {differ} predictions differ"
+
+
+@pytest.mark.slow  # numba compiles the two-thread kernels in every process (about 10 s)
+def test_two_threads_split_the_samples_without_changing_a_bit(mnist):
+    net = load_pretrained("sparse_cnn2")
+    engine = sparse_inference(net)
+    one = engine.layer_outputs(mnist)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        two = engine.layer_outputs(mnist)
+    finally:
+        torch.set_num_threads(threads)
+    for name in ("kwinners1", "kwinners2", "kwinners"):  # the numba kernels' blocks
+        assert torch.equal(one[name], two[name]), name
