@@ -14,8 +14,6 @@ half of it. Writes throughput.md, throughput.csv, throughput.png and README.md t
 import argparse
 import csv
 import itertools
-import os
-import platform
 import statistics
 import sys
 import time
@@ -27,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from data import DataConfig, load_dataset  # noqa: E402
 from experiments.cli import load_experiment  # noqa: E402
-from experiments.core.records import git_commit  # noqa: E402
+from experiments.core.records import cpu_kind, git_commit  # noqa: E402
 from models import sparse_inference  # noqa: E402
 from models.costs import layer_multiply_adds  # noqa: E402
 from models.pretrained import available, load_pretrained  # noqa: E402
@@ -37,15 +35,6 @@ THREADS = (1, 2)
 SINGLE_IMAGES = 2_000  # batch 1 cycles through this many test images
 FIELDS = ["network", "label", "threads", "batch", "plain", "sparse", "speedup", "bound",
           "half_bound_met"]
-
-
-def cpu_kind():
-    """The CPU's model name and its widest vector extension (AVX-512 or AVX2)."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines()
-                 if line.startswith("model name")), platform.processor() or "unknown CPU")
-    vectors = "AVX-512" if " avx512f" in text else "AVX2" if " avx2" in text else "no AVX2"
-    return f"{name}, {vectors}, {os.cpu_count()} cores"
 
 
 def throughput(model, batches, seconds):
@@ -154,7 +143,10 @@ def write_readme(out, args, extra):
             f"- CPU: {cpu_kind()}\n- torch {torch.__version__}; commit {git_commit()}\n"
             f"- {args.rounds} rounds of {args.seconds} s per figure, medians; real MNIST test "
             f"images; bound: dense / effective multiply-adds on 1,000 clean test images\n"
-            f"- conditions: {args.note}\n\n" + "\n".join(f"- {line}" for line in extra) + "\n")
+            f"- conditions: {args.note}\n\n" + "\n".join(f"- {line}" for line in extra) + "\n"
+            f"\nsweeps.md, sweeps.csv and differences.csv (the noise sweeps through either "
+            f"engine, and each differing prediction) are written by "
+            f"`python benchmarks/check_inference.py`; the first lines of sweeps.md say how.\n")
     (out / "README.md").write_text(text)
 
 

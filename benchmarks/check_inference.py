@@ -27,11 +27,10 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from data import DataConfig, load_dataset  # noqa: E402
-from experiments.core.records import git_commit  # noqa: E402
+from experiments.core.records import cpu_kind, git_commit  # noqa: E402
 from experiments.train.sweep import NoiseSweep  # noqa: E402
 from models import KWinners, KWinners2d, sparse_inference  # noqa: E402
 from models.pretrained import available, load_pretrained, pretrained_info  # noqa: E402
-from bench_inference import cpu_kind  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -53,12 +52,18 @@ def predictions(model, x, batch):
 
 
 def kwinners_inputs(net, x):
-    """{k-winners layer name: (its input, its output)} of the plain model on ``x``."""
+    """({k-winners layer name: (its input, its output)}, the logits) of the plain model on
+    ``x``."""
     seen, hooks = {}, []
+
+    def keep(name):
+        def hook(module, args, out):
+            seen[name] = (args[0], out)
+        return hook
+
     for name, module in net.named_children():
         if isinstance(module, (KWinners, KWinners2d)):
-            hooks.append(module.register_forward_hook(
-                lambda m, args, out, name=name: seen.__setitem__(name, (args[0], out)) or None))
+            hooks.append(module.register_forward_hook(keep(name)))
     with torch.no_grad():
         logits = net(x)
     for hook in hooks:
@@ -66,16 +71,17 @@ def kwinners_inputs(net, x):
     return seen, logits
 
 
-def winner_gap(layer, pre, plain_out, engine_out):
-    """The largest gap, relative to the row's largest score, between a unit whose winning
-    differs and the k-th boosted score; None when the winners agree."""
-    flat = pre.reshape(-1)
-    scores = flat * layer.boost_factors().repeat_interleave(len(flat) // len(layer.duty_cycle))
-    differ = (plain_out.reshape(-1) != 0) != (engine_out.reshape(-1) != 0)
-    if not differ.any():
-        return None
-    kth = scores.topk(layer.k_eval).values[-1]
-    return float(((scores[differ] - kth).abs() / scores.abs().max()).max())
+def winner_gaps(layer, pre, winners_a, winners_b):
+    """Per row of the layer's input ``pre`` (B, ...): the largest gap between the boosted
+    score of a unit that wins in one mask and not in the other and the row's k-th score,
+    relative to the row's largest score (NaN where the two masks agree)."""
+    flat = pre.reshape(len(pre), -1)
+    group = flat.shape[1] // len(layer.duty_cycle)
+    scores = flat * layer.boost_factors().repeat_interleave(group)
+    kth = scores.topk(layer.k_eval, dim=1).values[:, -1:]
+    differ = winners_a.reshape(len(pre), -1) != winners_b.reshape(len(pre), -1)
+    gap = ((scores - kth).abs() / scores.abs().amax(1, keepdim=True)).where(differ, -1.0)
+    return gap.amax(1).where(differ.any(1), float("nan"))
 
 
 @torch.no_grad()
@@ -88,8 +94,9 @@ def reason(net, engine, batch_x, row):
         out = block(h.contiguous(), density)
         if block.name in seen:
             pre, plain = seen[block.name]
-            gap = winner_gap(block.activation, pre[row], plain[row], out[row])
-            if gap is not None:
+            gap = float(winner_gaps(block.activation, pre[row:row + 1], plain[row] != 0,
+                                    out[row] != 0)[0])
+            if gap == gap:
                 return f"winners of {block.name} differ; their scores lie within {gap:.1e} of the k-th"
             h = plain
         else:

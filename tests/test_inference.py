@@ -1,8 +1,10 @@
 """models.sparse_inference held to the plain model: the same winners in every k-winners layer
 (but where the k-th place ties within float32 rounding), the same predictions and logits to
 float tolerance, on the shipped networks and real test images; its kernels held to torch's
-ops; its edge cases and its errors."""
+ops; its edge cases and its errors. (The winner comparison is benchmarks/check_inference.py's,
+which lists the differing images of whole noise sweeps.)"""
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,10 @@ from models.kernels import kwinners as kwinners_kernel, sparse_conv, sparse_line
 from models.pretrained import available
 
 REPO = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("check_inference",
+                                               REPO / "benchmarks" / "check_inference.py")
+check_inference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(check_inference)
 TIE = 1e-5  # relative: boosted scores this close to the k-th are a tie within rounding
 
 
@@ -34,37 +40,11 @@ def mnist(mnist_root):
     return torch.cat([clean, noisy])
 
 
-def plain_layers(net, x):
-    """{k-winners layer name: (its input, its output)} of the plain model on ``x``."""
-    seen, hooks = {}, []
-    for name, module in net.named_children():
-        if isinstance(module, (KWinners, KWinners2d)):
-            hooks.append(module.register_forward_hook(
-                lambda m, args, out, name=name: seen.__setitem__(name, (args[0], out)) or None))
-    with torch.no_grad():
-        logits = net(x)
-    for hook in hooks:
-        hook.remove()
-    return seen, logits
-
-
-def untied_differences(layer, pre, winners_a, winners_b):
-    """Rows where two winner masks differ at a unit whose boosted score is not within TIE of
-    the row's k-th score (a real difference, not a tie broken by rounding)."""
-    flat = pre.reshape(len(pre), -1)
-    group = flat.shape[1] // len(layer.duty_cycle)
-    scores = flat * layer.boost_factors().repeat_interleave(group)
-    kth = scores.topk(layer.k_eval, dim=1).values[:, -1:]
-    differ = winners_a.reshape(len(pre), -1) != winners_b.reshape(len(pre), -1)
-    near = (scores - kth).abs() <= TIE * scores.abs().amax(1, keepdim=True)
-    return int((differ & ~near).any(1).sum())
-
-
 def block_check(net, engine, x):
     """Each block of the engine fed the plain model's input to that block: per k-winners
     layer, the rows whose winners differ other than in a tie; and the largest output
     difference over rows whose winners agree."""
-    seen, logits = plain_layers(net, x)
+    seen, logits = check_inference.kwinners_inputs(net, x)
     outputs = engine.layer_outputs(x)
     report = {}
     h, density = x, None
@@ -72,7 +52,8 @@ def block_check(net, engine, x):
         out = block(h.contiguous(), density)
         if block.name in seen:
             pre, plain = seen[block.name]
-            untied = untied_differences(block.activation, pre, plain != 0, out != 0)
+            gaps = check_inference.winner_gaps(block.activation, pre, plain != 0, out != 0)
+            untied = int((gaps > TIE).sum())  # NaN (no difference) compares False
             same = ((plain != 0) == (out != 0)).reshape(len(x), -1).all(1)
             agree = (plain - out).reshape(len(x), -1)[same]
             diff = agree.abs().max().item() if len(agree) else float("inf")
