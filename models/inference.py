@@ -12,10 +12,10 @@ pool, activation; or linear, [BatchNorm], [dropout], activation) as one computat
   second layer: 600 of 4,608), and an image's background (a clean MNIST digit: 82% of the
   pixels hold the minimum). Denser inputs go to oneDNN (``F.conv2d``) and the exact pooling
   kernel.
-- A linear layer runs whichever of three ways multiplies least (counted per batch,
-  ``sparse_linear.costs``, the library's products at half price): the rows of W.T of each
-  sample's non-zero inputs (after k-winners), the stored non-zero weights alone (fixed
-  sparse weights, for batches of 32 and more), or MKL (``F.linear``).
+- A linear layer runs whichever of three ways should take least time (its products counted
+  per batch, ``sparse_linear.costs``, at each way's measured rate, ``LINEAR_RATES``): the
+  rows of W.T of each sample's non-zero inputs (after k-winners), the stored non-zero
+  weights alone (fixed sparse weights, for batches of 32 and more), or MKL (``F.linear``).
 - k-winners runs the layer's own CPU kernel (models/kernels/kwinners.py) with k_eval and
   the boost of the frozen duty cycles, computed once: the same winners as the model's for
   the same pre-activations, exact ties at the k-th place going to the lowest index.
@@ -44,7 +44,12 @@ from models.sparse_weights import SparseWeights
 
 ONE_CHANNEL_SPARSE_MAX = 0.4  # first layers: above this share of non-background pixels, oneDNN
 SPARSE_INPUT_MAX = 0.25  # several channels: above this share of non-zero inputs, oneDNN
-LIBRARY_SPEEDUP = 2.0  # MKL's products per second against the sparse kernels', measured
+# Products per microsecond of each way to run a linear layer, from the batch size given on:
+# the shipped networks' linear layers, 1 thread, AVX-512 (MKL reaches full speed only on
+# large batches; the gather kernel reads its rows from L2 or memory).
+LINEAR_RATES = {"dense": ((1, 11e3), (16, 31e3), (64, 47e3)),
+                "gather": ((1, 8e3), (16, 14e3)),
+                "sparse_weights": ((kernels.sparse_linear.TILE, 20e3),)}
 
 
 def sparse_inference(net):
@@ -98,6 +103,12 @@ class SparseInference(nn.Module):
     def paths(self):
         """{block name: the path its last batch took}."""
         return {block.name: block.path for block in self.blocks}
+
+
+def _rate(path, batch):
+    """LINEAR_RATES' rate of ``path`` at this batch size (None below its first size)."""
+    rates = [rate for size, rate in LINEAR_RATES[path] if size <= batch]
+    return rates[-1] if rates else None
 
 
 def _weights(module):
@@ -247,12 +258,10 @@ class _LinearBlock(_Block):
                              f"got {tuple(x.shape)}")
         if density is None:
             density = kernels.sparse_conv.nonzero_fraction(x)
-        nonzero = round(density * x.numel())
-        costs = kernels.sparse_linear.costs(self.layout, x.shape[0], nonzero)
-        costs["dense"] /= LIBRARY_SPEEDUP
-        if x.shape[0] < kernels.sparse_linear.TILE:  # a tile mostly of padding lanes
-            del costs["sparse_weights"]
-        self.path = min(costs, key=costs.get)
+        products = kernels.sparse_linear.costs(self.layout, x.shape[0], round(density * x.numel()))
+        times = {path: products[path] / rate for path in products
+                 if (rate := _rate(path, x.shape[0])) is not None}
+        self.path = min(times, key=times.get)
         if self.path == "gather":
             return self.activate(kernels.sparse_linear.gather(x, self.layout))
         if self.path == "sparse_weights":
