@@ -122,10 +122,11 @@ def _folded(weight, bias, norm):
     if norm.running_mean is None:
         raise ValueError("sparse_inference: a BatchNorm without running statistics "
                          "normalises by the batch even in eval mode")
-    scale = torch.rsqrt(norm.running_var + norm.eps)
-    shift = -norm.running_mean * scale
+    stats = {k: v.detach().float().cpu() for k, v in norm.state_dict().items() if v.dim()}
+    scale = torch.rsqrt(stats["running_var"] + norm.eps)
+    shift = -stats["running_mean"] * scale
     if norm.affine:
-        scale, shift = scale * norm.weight, shift * norm.weight + norm.bias
+        scale, shift = scale * stats["weight"], shift * stats["weight"] + stats["bias"]
     shape = (-1,) + (1,) * (weight.dim() - 1)
     return weight * scale.view(shape), bias * scale + shift
 

@@ -17,7 +17,7 @@ from data import DataConfig
 from data.mnist import MNISTDataset
 from experiments.cli import load_experiment
 from experiments.train.sweep import NoiseSweep
-from models import (ConvLayerConfig, HiddenLayerConfig, KWinners, KWinners2d, NetworkConfig,
+from models import (ConvLayerConfig, HiddenLayerConfig, KWinners, MaxPool2x2, NetworkConfig,
                     build_network, load_pretrained, pretrained_info, sparse_inference)
 from models.costs import layer_multiply_adds
 from models.kernels import kwinners as kwinners_kernel, sparse_conv, sparse_linear
@@ -256,3 +256,18 @@ def test_two_threads_split_the_samples_without_changing_a_bit(mnist):
         torch.set_num_threads(threads)
     for name in ("kwinners1", "kwinners2", "kwinners"):  # the numba kernels' blocks
         assert torch.equal(one[name], two[name]), name
+
+
+def test_an_affine_batch_norm_is_folded_too():
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(1, 6, 5), nn.BatchNorm2d(6), MaxPool2x2(), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(6 * 12 * 12, 10), nn.BatchNorm1d(10),
+                        nn.LogSoftmax(dim=1))
+    with torch.no_grad():
+        net.train()(torch.randn(32, 1, 28, 28))
+        for norm in (net[1], net[6]):
+            norm.weight.uniform_(-2, 2)  # negative scales: folding, not pooling, takes them
+    net.eval()
+    x = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(sparse_inference(net)(x), net(x), atol=1e-4)
