@@ -97,7 +97,8 @@ def reason(net, engine, batch_x, row):
             gap = float(winner_gaps(block.activation, pre[row:row + 1], plain[row] != 0,
                                     out[row] != 0)[0])
             if gap == gap:
-                return f"winners of {block.name} differ; their scores lie within {gap:.1e} of the k-th"
+                return (f"winners of {block.name} differ; their scores lie within {gap:.1e} of "
+                        f"the k-th")
             h = plain
         else:
             h = out

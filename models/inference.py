@@ -79,7 +79,7 @@ class SparseInference(nn.Module):
     def forward(self, x):  # (B, C, H, W) -> (B, classes) log-probabilities
         if self.reference.training:
             raise ValueError("sparse_inference: the network was put back in training mode")
-        if not (kernels.HAVE_NUMBA and backend.uses_cpu_kernel(x)):
+        if not (kernels.HAVE_NUMBA and backend.uses_cpu_kernel(x)) or len(x) == 0:
             return self.reference(x)
         return self._run(x, None)
 
@@ -227,10 +227,10 @@ class _ConvBlock(_Block):
         self.layout = kernels.sparse_conv.ConvLayout(self.weight, self.bias)
 
     def __call__(self, x, density):  # (B, C, H, W) -> (B, O, Ho // 2, Wo // 2)
-        kh, kw = self.layout.kernel
-        if x.dim() != 4 or x.shape[1] != self.weight.shape[1] or min(x.shape[2:]) < max(kh, kw) + 1:
+        size = max(self.layout.kernel) + 1  # the smallest input with a pooled output
+        if x.dim() != 4 or x.shape[1] != self.weight.shape[1] or min(x.shape[2:]) < size:
             raise ValueError(f"{self.name}: expected (B, {self.weight.shape[1]}, H, W) with "
-                             f"H, W > {kh}, got {tuple(x.shape)}")
+                             f"H, W >= {size}, got {tuple(x.shape)}")
         if self.first:  # the network's input: the background is each sample's minimum
             offsets, fraction = kernels.sparse_conv.background(x)
             sparse = x.shape[1] == 1 and fraction <= ONE_CHANNEL_SPARSE_MAX
@@ -259,7 +259,8 @@ class _LinearBlock(_Block):
                              f"got {tuple(x.shape)}")
         if density is None:
             density = kernels.sparse_conv.nonzero_fraction(x)
-        products = kernels.sparse_linear.costs(self.layout, x.shape[0], round(density * x.numel()))
+        nonzero = round(density * x.numel())
+        products = kernels.sparse_linear.costs(self.layout, x.shape[0], nonzero)
         times = {path: products[path] / rate for path in products
                  if (rate := _rate(path, x.shape[0])) is not None}
         self.path = min(times, key=times.get)

@@ -223,7 +223,8 @@ def test_multiply_adds_count_the_products_with_non_zero_inputs():
     stored = (net.linear.module.weight != 0).sum(0).double()
     with torch.no_grad():
         h = net[:4](x).flatten(1)
-    assert measured["linear"]["effective"] == pytest.approx(float(((h != 0).double() @ stored).mean()))
+    want = float(((h != 0).double() @ stored).mean())
+    assert measured["linear"]["effective"] == pytest.approx(want)
 
 
 @pytest.mark.slow

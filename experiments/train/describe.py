@@ -22,6 +22,7 @@ from models.pretrained import available, pretrained_config
 MEASURED_IMAGES = 1_000
 NOISY_LEVEL = 0.5
 NOISE_SEED = 0
+NOISY_KEY = f"effective_noise_{NOISY_LEVEL:g}"
 
 
 def _activation(k, n):
@@ -91,7 +92,7 @@ def multiply_add_rows(name, job, images):
     return [{"network": name, "layer": row["layer"], "dense": row["dense"],
              "effective_k_over_n": round(row["effective"]),
              "effective_clean": None if clean is None else round(clean["effective"]),
-             f"effective_noise_{NOISY_LEVEL:g}": None if noisy is None else round(noisy["effective"]),
+             NOISY_KEY: None if noisy is None else round(noisy["effective"]),
              "measured_on": "k/n only" if images is None else
              f"shipped weights, first {MEASURED_IMAGES:,} test images"}
             for row, clean, noisy in zip(estimate, *measured)]
@@ -101,7 +102,7 @@ def print_multiply_adds(rows):
     print("multiply-adds per image (dense; effective by k/n; measured clean, at "
           f"{NOISY_LEVEL:.0%} noise):")
     for r in rows:
-        clean, noisy = r["effective_clean"], r[f"effective_noise_{NOISY_LEVEL:g}"]
+        clean, noisy = r["effective_clean"], r[NOISY_KEY]
         measured = "" if clean is None else f"; {clean:,} clean, {noisy:,} noisy"
         print(f"    {r['network']} {r['layer']}: {r['dense']:,} dense, "
               f"{r['effective_k_over_n']:,} by k/n{measured}")
