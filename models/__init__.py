@@ -2,6 +2,7 @@
 
 from models.conv import Conv2d
 from models.dropconnect import DropConnect
+from models.inference import sparse_inference
 from models.kwinners import KWinners, KWinners2d, k_winners, surrogate_gradients
 from models.network import (ConvLayerConfig, HiddenLayerConfig, NetworkConfig, boost_strength,
                             build_network, check_network_config, conv_output_sizes,
@@ -15,4 +16,4 @@ __all__ = ["KWinners", "KWinners2d", "k_winners", "SparseWeights", "DropConnect"
            "Conv2d", "NetworkConfig", "ConvLayerConfig", "HiddenLayerConfig", "build_network",
            "check_network_config", "network_config", "conv_output_sizes", "count_parameters",
            "rezero_weights", "update_boost_strength", "boost_strength", "load_pretrained",
-           "pretrained_info", "surrogate_gradients"]
+           "pretrained_info", "surrogate_gradients", "sparse_inference"]

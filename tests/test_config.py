@@ -1,5 +1,6 @@
 """Configs that fail well: one clear line naming the key or file, exit code 2, no traceback."""
 
+import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -122,8 +123,22 @@ def test_describe_writes_table3_with_counts(tmp_path, capsys):
                                    "--out", tmp_path)
     assert code == 0, err
     assert "Sparse CNN-2: 776,606 parameters, 274,706 non-zero" in out
-    csv = (tmp_path / "mnist_sparse" / "networks.csv").read_text()
-    assert "776606,274706" in csv and "k=400 of 4608" in csv
+    networks = (tmp_path / "mnist_sparse" / "networks.csv").read_text()
+    assert "776606,274706" in networks and "k=400 of 4608" in networks
+    with open(tmp_path / "mnist_sparse" / "multiply_adds.csv") as f:
+        conv2 = next(r for r in csv.DictReader(f) if r["layer"] == "conv2")
+    assert (int(conv2["dense"]), int(conv2["effective_k_over_n"])) == (3276800, 426667)
+    assert 400_000 < int(conv2["effective_clean"]) < 800_000  # 8*8*64*32*25 * 600/4608
+    assert 300_000 < int(conv2["effective_noise_0.5"]) < 800_000  # border winners reach less
+    assert conv2["measured_on"] == "shipped weights, first 1,000 test images"
+
+
+def test_describe_counts_an_untrained_network_by_k_over_n(tmp_path, capsys):
+    code, out, err = run_inprocess(capsys, "configs/mnist_sparse.yaml", "--describe",
+                                   "--set", "model.hidden.units=500", "--out", tmp_path)
+    assert code == 0, err
+    costs = (tmp_path / "mnist_sparse" / "multiply_adds.csv").read_text()
+    assert "sparse_cnn2,linear,512000,67456,,,k/n only" in costs  # 1024*500 * 450/1024 * 307/1024
 
 
 def test_a_network_variant_states_only_how_it_differs_from_its_base(tmp_path):

@@ -185,3 +185,16 @@ def test_the_examples_of_docs_layers_run(monkeypatch):
     assert len(blocks) >= 3
     for i, code in enumerate(blocks):
         exec(compile(code, f"docs/layers.md, block {i + 1}", "exec"), {})
+
+
+def test_the_inference_figures_in_performance_md_are_the_shipped_records():
+    """docs/performance.md quotes benchmarks/bench_inference.py's and check_inference.py's
+    tables as the records in results/reference/inference hold them."""
+    doc = (ROOT / "docs" / "performance.md").read_text()
+    folder = ROOT / "results" / "reference" / "inference"
+    timing, differing = [t.strip() for t in (folder / "sweeps.md").read_text().split("\n\n")
+                         if t.startswith("|")]
+    for table in ((folder / "throughput.md").read_text().strip(), timing):
+        assert table in doc, f"performance.md lacks or misquotes:\n{table[:200]}"
+    rows = differing.splitlines()[2:]  # the images whose predictions differ, if any
+    assert all(row in doc for row in rows) and (rows or "no prediction differs" in doc)

@@ -204,3 +204,33 @@ def test_the_optimizer_matches_the_per_parameter_loop_bit_for_bit():
             opt.step()
         states.append(net.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_the_sparse_eval_engine_scores_as_the_plain_sweep(mnist_root, tmp_path):
+    plain = run_job(tiny_job(mnist_root, epochs=1), "sparse_cnn2", 3, tmp_path / "plain",
+                    progress=False)
+    job = tiny_job(mnist_root, epochs=1, extra=["eval.engine=sparse"])
+    sparse = run_job(job, "sparse_cnn2", 3, tmp_path / "sparse", progress=False)
+    assert [r["noise_correct"] for r in sparse] == [r["noise_correct"] for r in plain]
+    assert [r["train_loss"] for r in sparse] == [r["train_loss"] for r in plain]
+
+
+def test_a_run_folder_from_before_eval_engine_resumes_with_the_plain_default(mnist_root,
+                                                                              tmp_path):
+    import yaml
+    job = tiny_job(mnist_root, epochs=2)
+    folder = tmp_path / "run"
+    first = run_job(tiny_job(mnist_root, epochs=1), "sparse_cnn2", 3, folder, progress=False)
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    del config["eval"]  # as a folder written before the key existed
+    config["train"]["epochs"] = 2
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    (folder / "done").unlink()
+    resumed = run_job(job, "sparse_cnn2", 3, folder, progress=False)
+    assert strip_timing(resumed[:1]) == strip_timing(first) and len(resumed) == 2
+    assert yaml.safe_load((folder / "config.yaml").read_text())["eval"] == {"engine": "plain"}
+
+
+def test_an_unknown_eval_engine_is_a_config_error(mnist_root):
+    with pytest.raises(ConfigError, match="eval.engine: must be one of plain, sparse"):
+        tiny_job(mnist_root, extra=["eval.engine=fast"])

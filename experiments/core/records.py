@@ -97,6 +97,17 @@ def device_name(device):
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def cpu_kind():
+    """This machine's CPU model and its widest vector extension (AVX-512 or AVX2: figures
+    from one do not compare with the other's) and core count, for benchmark records."""
+    info = Path("/proc/cpuinfo")
+    text = info.read_text() if info.is_file() else ""
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                 if line.startswith("model name")), platform.processor() or platform.machine())
+    vectors = "AVX-512" if " avx512f" in text else "AVX2" if " avx2" in text else "no AVX2"
+    return f"{name}, {vectors}, {os.cpu_count()} cores"
+
+
 def versions():
     """The library versions a job's numbers depend on (a cluster node must match the driver's)."""
     import numpy

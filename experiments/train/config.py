@@ -9,6 +9,7 @@ from typing import Optional
 
 from data import DataConfig
 from data.noise import PAPER_LEVELS
+from experiments.train.loop import ENGINES
 from models import NetworkConfig
 
 SMOKE_OVERRIDES = {"train.epochs": 1, "data.train_limit": 256, "data.test_limit": 200}
@@ -63,6 +64,18 @@ class NoiseConfig:
 
 
 @dataclass
+class EvalConfig:
+    """How the noise sweep evaluates the network after each epoch: ``plain`` (the model
+    itself, what every shipped record used) or ``sparse`` (models.sparse_inference: the same
+    winners and predictions but for ties within float32 rounding; faster on the CPU)."""
+    engine: str = "plain"
+
+    def check(self):
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine: must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+
+
+@dataclass
 class JobConfig:
     """Everything one training run needs (with a network name and a seed)."""
     label: str = ""  # the paper's name for the network, e.g. "Sparse CNN-2"
@@ -70,3 +83,4 @@ class JobConfig:
     model: NetworkConfig = field(default_factory=NetworkConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)

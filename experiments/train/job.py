@@ -88,7 +88,7 @@ def run_epoch(model, optimizer, dataset, sweep, job, *, epoch, seed, device, pro
                        desc=f"epoch {epoch}")
     update_boost_strength(model)
     t1 = time.perf_counter()
-    correct = sweep.run(model, cfg.test_batch_size, device)
+    correct = sweep.run(model, cfg.test_batch_size, device, job.eval.engine)
     t2 = time.perf_counter()
     return {"epoch": epoch, "lr": lr, "boost_strength": beta, "batch_size": batch_size,
             "train_loss": loss, **sweep.record(correct), **layer_summaries(model),

@@ -12,6 +12,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from models import sparse_inference
+
+ENGINES = ("plain", "sparse")  # the values of a job's eval.engine
+
 
 def resolve_device(name):
     if name == "auto":
@@ -46,6 +50,14 @@ def train_epoch(model, batches, optimizer, device, total=None, progress=False, d
         loss_sum += loss.detach() * len(y)
         seen += len(y)
     return loss_sum.item() / max(seen, 1)
+
+
+def evaluation_model(model, engine):
+    """What evaluates ``model`` (put in eval mode): the model itself for ``"plain"``, its
+    ``models.sparse_inference`` engine for ``"sparse"`` (weights copied: make it after
+    training, before evaluating)."""
+    model.eval()
+    return sparse_inference(model) if engine == "sparse" else model
 
 
 @torch.inference_mode()

@@ -10,7 +10,7 @@ for the ``valid`` model selection (experiments/core/selection.py).
 
 import torch
 
-from experiments.train.loop import count_correct
+from experiments.train.loop import count_correct, evaluation_model
 
 NOISE_SEED_OFFSET = 7_919  # keeps the noise stream apart from the training streams
 VALIDATION = "validation"
@@ -35,11 +35,13 @@ class NoiseSweep:
             x, y = dataset.validation_set()
             self.validation = (x.to(device), y.to(device))
 
-    def run(self, model, batch_size, device):
-        """{level key: number correct} for every level (and VALIDATION: the held-out images)."""
+    def run(self, model, batch_size, device, engine="plain"):
+        """{level key: number correct} for every level (and VALIDATION: the held-out images),
+        evaluated by ``engine`` (a job's eval.engine: experiments.train.loop.ENGINES)."""
         sets = dict(self.sets)
         if self.validation is not None:
             sets[VALIDATION] = self.validation
+        model = evaluation_model(model, engine)
         return {key: count_correct(model, x, y, batch_size, device)
                 for key, (x, y) in sets.items()}
 

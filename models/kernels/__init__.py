@@ -10,7 +10,10 @@ the kernels serve its tensors (float32 on the CPU, backend "auto"):
     conv.conv2d(x, weight, bias)                    Conv2d: skips zero inputs and gradients
     pool.max_pool2x2(x)                             MaxPool2x2
 
-and ``rows``, how a kernel call splits its rows over threads. Each gives what its layer's torch
+and ``rows``, how a kernel call splits its rows over threads. The inference engine
+(models/inference.py) adds ``sparse_conv`` (a convolution and its pooling from the
+non-background inputs), ``sparse_linear`` (a linear layer from the non-zero inputs or the
+stored non-zero weights) and ``simd``, the 16-lane vectors they accumulate in. Each gives what its layer's torch
 ops give: the same values bit for bit (k-winners, pooling) or to float32 rounding (the
 convolution: the same sums in another order); tests hold them to it.
 """
@@ -18,4 +21,4 @@ convolution: the same sums in another order); tests hold them to it.
 from models.backend import HAVE_NUMBA
 
 if HAVE_NUMBA:  # numba comes with librosa; without it every layer uses its torch ops
-    from models.kernels import conv, kwinners, pool  # noqa: F401
+    from models.kernels import conv, kwinners, pool, sparse_conv, sparse_linear  # noqa: F401

@@ -16,7 +16,8 @@ One call writes the layer's output (the raw values at the winners, zeros elsewhe
 the losers for the backward pass (which zeroes the gradient there) and, in training, counts
 the positive winners per duty-cycle group and updates the duty cycles in place, with the
 arithmetic of ``models.kwinners``' ``_update_duty_cycle``: one call instead of a dozen
-tensor ops. The entry is ``k_winners(x, layer, boost, group, k)``.
+tensor ops. The entry is ``k_winners(x, layer, boost, group, k)``; ``k_winners_eval`` is its
+eval-mode forward pass alone.
 """
 
 import numba
@@ -215,6 +216,19 @@ class _KWinnersCPU(torch.autograd.Function):
     def backward(ctx, grad):
         (losers,) = ctx.saved_tensors
         return grad.masked_fill(losers, 0.0), None, None, None, None
+
+
+def k_winners_eval(x, boost, group, k):
+    """``k_winners``' output in eval mode, from the same kernel, without autograd, a losers
+    mask or duty cycles: ``x`` (B, n) a contiguous float32 tensor, ``boost`` (n // group,)
+    float32 numpy (for the inference engine, models/inference.py)."""
+    out = torch.empty_like(x)
+    _forward(x.numpy(), boost, group, k, out.numpy(), _NO_LOSERS, boost, _NO_COUNT, 1, False,
+             chunk_count(x))
+    return out
+
+
+_NO_LOSERS, _NO_COUNT = np.zeros((0, 0), np.bool_), np.zeros(1, np.int64)
 
 
 def k_winners(x, layer, boost, group, k):

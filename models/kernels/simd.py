@@ -1,0 +1,115 @@
+"""Explicit 16-lane float32 vectors for the numba kernels of the inference engine.
+
+The engine's products accumulate many scaled rows into one short output block (64 output
+channels, 64 hidden units): ``acc += v * w[...]`` over the non-zero inputs. Written with a
+numpy accumulator, numba keeps ``acc`` in memory (it cannot prove that the weights' loads do
+not alias it), so every product pays a load and a store; written with scalar accumulators,
+LLVM vectorises the wrong loop (over the inputs, with gathers). A value of type
+``float32x16`` is one LLVM ``<16 x float>``: a few of them stay in registers across such a
+loop, and each product is one fused multiply-add with its weight loaded from memory
+(one AVX-512 instruction; two AVX2 ones on a machine without AVX-512).
+
+    vzeros()             the zero vector
+    vload(a, i)          a[i:i + 16] of a contiguous 1-d float32 array, unchecked
+    vstore(a, i, v)      a[i:i + 16] = v, unchecked
+    vfma(acc, s, v)      acc + s * v (s a float32 scalar), one rounding (fused)
+    vadd(a, b)           a + b
+    vmax_first(m, v)     lane by lane: v where v > m or v is NaN, else m (max pooling's rule)
+    item(a, i)           a[i] of a 1-d array, without numba's negative-index wraparound
+
+The loads and stores check nothing: the kernels compute every index from shapes they checked
+on the Python side.
+"""
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+LANES = 16
+_VECTOR = ir.VectorType(ir.FloatType(), LANES)
+
+
+class Float32x16(types.Type):
+    def __init__(self):
+        super().__init__(name="float32x16")
+
+
+float32x16 = Float32x16()
+
+
+@register_model(Float32x16)
+class _VectorModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _VECTOR)
+
+
+def _vector_pointer(context, builder, array_type, array, index):
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.bitcast(builder.gep(data, [index]), _VECTOR.as_pointer())
+
+
+@intrinsic
+def vzeros(typingctx):
+    def codegen(context, builder, signature, args):
+        return ir.Constant(_VECTOR, [0.0] * LANES)
+    return float32x16(), codegen
+
+
+@intrinsic
+def vload(typingctx, array, index):
+    def codegen(context, builder, signature, args):
+        pointer = _vector_pointer(context, builder, signature.args[0], *args)
+        return builder.load(pointer, align=4)
+    return float32x16(array, index), codegen
+
+
+@intrinsic
+def vstore(typingctx, array, index, vector):
+    def codegen(context, builder, signature, args):
+        pointer = _vector_pointer(context, builder, signature.args[0], args[0], args[1])
+        builder.store(args[2], pointer, align=4)
+        return context.get_dummy_value()
+    return types.none(array, index, vector), codegen
+
+
+def _splat(builder, scalar):
+    lanes = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), scalar,
+                                   ir.Constant(ir.IntType(32), 0))
+    zeros = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+    return builder.shuffle_vector(lanes, ir.Constant(_VECTOR, ir.Undefined), zeros)
+
+
+@intrinsic
+def vfma(typingctx, acc, scalar, vector):
+    def codegen(context, builder, signature, args):
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_VECTOR, [_VECTOR] * 3), "llvm.fma.v16f32")
+        scalar = context.cast(builder, args[1], signature.args[1], types.float32)
+        return builder.call(fma, [_splat(builder, scalar), args[2], args[0]])
+    return float32x16(acc, scalar, vector), codegen
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], args[1])
+    return float32x16(a, b), codegen
+
+
+@intrinsic
+def vmax_first(typingctx, best, vector):
+    def codegen(context, builder, signature, args):
+        best, value = args
+        take = builder.or_(builder.fcmp_ordered(">", value, best),
+                           builder.fcmp_unordered("uno", value, value))
+        return builder.select(take, value, best)
+    return float32x16(best, vector), codegen
+
+
+@intrinsic
+def item(typingctx, array, index):
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return builder.load(builder.gep(data, [args[1]]))
+    return array.dtype(array, index), codegen

@@ -1,0 +1,301 @@
+"""Convolution plus 2x2 max pooling from the non-background inputs alone, for inference.
+Compiled with numba. Entry: ``conv_pool(x, offsets, layout)``; ``background(x)`` and
+``nonzero_fraction(x)`` say how sparse an input is.
+
+For each sample b the kernel computes
+
+    pooled[b, o, i, j] = max over the 2x2 window of  bias[o] + offsets[b] * sum(W[o])
+                             + sum over inputs with x != offsets[b] of (x - offsets[b]) * W
+
+which is ``max_pool2d(conv2d(x, W, bias), 2)``: a stride-1, unpadded convolution sums every
+input of a window, and a constant input c contributes c * sum(W[o]) to every output. The
+offset is the sample's background: 0 behind k-winners or ReLU (their losers are 0), the
+sample's minimum for a network's input (an MNIST digit's background pixels, about 80% of a
+clean image, all hold the minimum -0.4242). Only the other inputs are visited.
+
+Two loop orders, by the number of input channels C (the same sums, added in other orders):
+
+- One channel (a network's first layer): each input pixel v at (r, s) adds v * W[:, di, dj]
+  to the outputs (r - di, s - dj) whose windows hold it; for one kernel row di those are one
+  contiguous run of the channels-last accumulator, matched by one run of the weights
+  mirrored along their width (``w_flip``), added 16 lanes at a time.
+- Several channels (behind k-winners: Sparse CNN-2's 600 of 4,608): the non-zero inputs are
+  listed by position, and for each kernel tap (di, dj) every output (i, j) whose input
+  position (i + di, j + dj) holds some adds all of that position's channels in registers,
+  four 16-lane accumulators at a time (64 output channels), before one load and store of
+  its accumulator. The tap's weights (C x O values) stay in the L1 cache for its pass. With
+  64 output channels, taps (di, dj) and (di, dj + 1) share a pass: the two outputs that
+  one position reaches through them take its channels in one loop (eight accumulators),
+  which halves the loops' set-up and their mispredicted exits (Sparse CNN-2's second layer,
+  256 real test images, one thread: 36-38 us to 32 us per image; oneDNN with pooling 66).
+
+The accumulator is channels-last (Ho, Wo, O padded to a multiple of 16); pooling keeps the
+first maximum of each window and a NaN, as ``F.max_pool2d`` and models/kernels/pool.py do,
+and writes channel-major (B, O, Ho // 2, Wo // 2), the layout the k-winners kernel reads.
+Equal to ``F.max_pool2d(F.conv2d(x, W, bias), 2)`` to float32 rounding, not bit for bit.
+"""
+
+import numba
+import numpy as np
+
+from models.kernels.rows import chunk_count, run_rows
+from models.kernels.simd import LANES, item, vadd, vfma, vload, vmax_first, vstore, vzeros
+
+BLOCK = 4 * LANES  # output channels accumulated in registers at once (several channels)
+
+
+class ConvLayout:
+    """A convolution's weights (O, C, KH, KW) and bias (O,) (float32 CPU tensors) laid out
+    for the kernels as numpy arrays, output channels padded with zeros to a multiple of
+    LANES."""
+
+    def __init__(self, weight, bias):
+        out_c, in_c, kh, kw = weight.shape
+        padded = -(-out_c // LANES) * LANES
+        w = weight.new_zeros(padded, in_c, kh, kw)
+        w[:out_c] = weight
+        self.in_channels, self.out_channels, self.kernel = in_c, out_c, (kh, kw)
+        # W[o, c, di, kw - 1 - m] at [c, di, m * padded + o]
+        self.w_flip = w.flip(3).permute(1, 2, 3, 0).reshape(in_c, kh, kw * padded).numpy()
+        # W[o, c, di, dj] at [((di * kw + dj) * C + c) * padded + o]
+        self.w_taps = w.permute(2, 3, 1, 0).reshape(-1).numpy()
+        self.bias = np.zeros(padded, np.float32)
+        self.bias[:out_c] = bias.numpy()
+        self.w_sum = w.sum((1, 2, 3)).numpy()
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _background_rows(flat, offsets, fractions, first, last):
+    """offsets[b] <- min of row b; fractions[b] <- share of its values != that minimum."""
+    n = flat.shape[1]
+    for b in range(first, last):
+        row = flat[b]
+        low = row[0]
+        for t in range(n):
+            low = min(low, row[t])
+        count = 0
+        for t in range(n):
+            count += row[t] != low
+        offsets[b], fractions[b] = low, count / n
+
+
+def background(x):
+    """(per-sample minimum (B,) float32 numpy, the share of all values above their
+    sample's minimum) of ``x``."""
+    flat = x.reshape(x.shape[0], -1).numpy()
+    offsets = np.empty(flat.shape[0], np.float32)
+    fractions = np.empty(flat.shape[0], np.float64)
+    run_rows(_background_rows, (flat, offsets, fractions), flat.shape[0], chunk_count(x))
+    return offsets, float(fractions.sum()) / len(fractions)
+
+
+@numba.njit(nogil=True, cache=True)
+def _count_nonzeros(flat):
+    count = 0
+    for v in flat:
+        count += v != 0
+    return count
+
+
+def nonzero_fraction(x):
+    """The fraction of non-zero values of a contiguous float32 tensor (one pass)."""
+    return _count_nonzeros(x.reshape(-1).numpy()) / max(x.numel(), 1)
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _start(acc, bias, w_sum, offset, positions, padded):
+    """Every output's accumulator <- bias + offset * sum(W[o])."""
+    for o in range(0, padded, LANES):
+        value = vfma(vload(bias, o), offset, vload(w_sum, o))
+        for p in range(positions):
+            vstore(acc, p * padded + o, value)
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _pool(acc, wo, padded, pooled, out):
+    """out (O * P, channel-major, P = (Ho // 2) * (Wo // 2)) <- 2x2 max pooling of the
+    channels-last accumulator acc (Ho, Wo, padded), through ``pooled`` (P * padded)."""
+    wp = wo // 2
+    positions = pooled.shape[0] // padded
+    row = wo * padded
+    for p in range(positions):
+        i = p // wp
+        j = p - i * wp
+        r0, r1 = 2 * i * row, (2 * i + 1) * row
+        c0, c1 = 2 * j * padded, (2 * j + 1) * padded
+        for o in range(0, padded, LANES):  # row-major window order: the first maximum
+            best = vload(acc, r0 + c0 + o)
+            best = vmax_first(best, vload(acc, r0 + c1 + o))
+            best = vmax_first(best, vload(acc, r1 + c0 + o))
+            best = vmax_first(best, vload(acc, r1 + c1 + o))
+            vstore(pooled, p * padded + o, best)
+    for o in range(out.shape[0] // positions):  # to channel-major: contiguous writes
+        for p in range(positions):
+            out[o * positions + p] = pooled[p * padded + o]
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _one_channel_samples(x, offsets, w_flip, bias, w_sum, out, first, last):
+    """out[b] for b in [first, last): one input channel, x (B, 1, H, W)."""
+    height, width = x.shape[2], x.shape[3]
+    kh, padded = w_flip.shape[1], bias.shape[0]
+    kw = w_flip.shape[2] // padded
+    ho, wo = height - kh + 1, width - kw + 1
+    row = wo * padded
+    acc = np.empty(ho * row, np.float32)
+    pooled = np.empty((ho // 2) * (wo // 2) * padded, np.float32)
+    weights = w_flip.reshape(-1)
+    pixels = np.empty(height * width, np.int64)
+    for b in range(first, last):
+        offset = offsets[b]
+        _start(acc, bias, w_sum, offset, ho * wo, padded)
+        image = x[b, 0].reshape(-1)
+        n = 0
+        for t in range(image.shape[0]):  # branch-free: a branch per pixel mispredicts
+            pixels[n] = t
+            n += image[t] != offset
+        for q in range(n):
+            t = pixels[q]
+            y = t // width
+            col = t - y * width
+            v = image[t] - offset
+            first_x, last_x = max(0, col - kw + 1), min(col, wo - 1)  # output columns
+            start, span = first_x * padded, (last_x - first_x + 1) * padded
+            end = (first_x - col + kw - 1) * padded + span  # the run's end in w_flip
+            for di in range(max(0, y - ho + 1), min(kh, y + 1)):
+                a, w = (y - di) * row + start, di * kw * padded + end - span
+                for u in range(0, span, LANES):
+                    vstore(acc, a + u, vfma(vload(acc, a + u), v, vload(weights, w + u)))
+        _pool(acc, wo, padded, pooled, out[b].reshape(-1))
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _position_lists(image, offset, start, values, w_offsets, padded):
+    """The values != offset of ``image`` (C, P), listed by position: position p's channels
+    c (ascending) at [start[p], start[p + 1]), as (x - offset) in ``values`` and c * padded
+    in ``w_offsets``. Branch-free: every entry is written, and kept when non-zero."""
+    channels, positions = image.shape
+    n = 0
+    for p in range(positions):
+        start[p] = n
+        for c in range(channels):
+            v = image[c, p]
+            values[n], w_offsets[n] = v - offset, c * padded
+            n += v != offset
+    start[positions] = n
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _add_position(acc, a, weights, w0, values, w_offsets, q0, q1, padded):
+    """acc[a:a + padded] += sum over q in [q0, q1) of values[q] * weights[w0 + w_offsets[q]:]."""
+    o = 0
+    while o + BLOCK <= padded:
+        a0, a1 = vload(acc, a + o), vload(acc, a + o + 16)
+        a2, a3 = vload(acc, a + o + 32), vload(acc, a + o + 48)
+        for q in range(q0, q1):
+            v, w = item(values, q), w0 + item(w_offsets, q) + o
+            a0, a1 = vfma(a0, v, vload(weights, w)), vfma(a1, v, vload(weights, w + 16))
+            a2, a3 = vfma(a2, v, vload(weights, w + 32)), vfma(a3, v, vload(weights, w + 48))
+        vstore(acc, a + o, a0)
+        vstore(acc, a + o + 16, a1)
+        vstore(acc, a + o + 32, a2)
+        vstore(acc, a + o + 48, a3)
+        o += BLOCK
+    while o < padded:
+        a0, a1 = vload(acc, a + o), vzeros()
+        q = q0
+        while q + 1 < q1:  # two chains: each product waits on the previous one's sum
+            a0 = vfma(a0, item(values, q), vload(weights, w0 + item(w_offsets, q) + o))
+            a1 = vfma(a1, item(values, q + 1), vload(weights, w0 + item(w_offsets, q + 1) + o))
+            q += 2
+        if q < q1:
+            a0 = vfma(a0, item(values, q), vload(weights, w0 + item(w_offsets, q) + o))
+        vstore(acc, a + o, vadd(a0, a1))
+        o += LANES
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _add_position_twice(acc, a, b, weights, wa, wb, values, w_offsets, q0, q1):
+    """_add_position for two outputs (accumulators at a and b, weights from wa and wb) that
+    take the same inputs, 64 output channels: one pass over the inputs for both."""
+    a0, a1, a2, a3 = vload(acc, a), vload(acc, a + 16), vload(acc, a + 32), vload(acc, a + 48)
+    b0, b1, b2, b3 = vload(acc, b), vload(acc, b + 16), vload(acc, b + 32), vload(acc, b + 48)
+    for q in range(q0, q1):
+        v, w = item(values, q), item(w_offsets, q)
+        a0, a1 = vfma(a0, v, vload(weights, wa + w)), vfma(a1, v, vload(weights, wa + w + 16))
+        a2, a3 = vfma(a2, v, vload(weights, wa + w + 32)), vfma(a3, v, vload(weights, wa + w + 48))
+        b0, b1 = vfma(b0, v, vload(weights, wb + w)), vfma(b1, v, vload(weights, wb + w + 16))
+        b2, b3 = vfma(b2, v, vload(weights, wb + w + 32)), vfma(b3, v, vload(weights, wb + w + 48))
+    vstore(acc, a, a0)
+    vstore(acc, a + 16, a1)
+    vstore(acc, a + 32, a2)
+    vstore(acc, a + 48, a3)
+    vstore(acc, b, b0)
+    vstore(acc, b + 16, b1)
+    vstore(acc, b + 32, b2)
+    vstore(acc, b + 48, b3)
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, first, last):
+    """out[b] for b in [first, last): several input channels, x (B, C, H, W)."""
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    padded = bias.shape[0]
+    ho, wo = height - kh + 1, width - kw + 1
+    positions = height * width
+    acc = np.empty(ho * wo * padded, np.float32)
+    pooled = np.empty((ho // 2) * (wo // 2) * padded, np.float32)
+    start = np.empty(positions + 1, np.int64)
+    values = np.empty(channels * positions, np.float32)
+    w_offsets = np.empty(channels * positions, np.int64)
+    used = np.empty((3, positions), np.int64)  # the positions that hold inputs: (row, col, p)
+    for b in range(first, last):
+        offset = offsets[b]
+        _start(acc, bias, w_sum, offset, ho * wo, padded)
+        _position_lists(x[b].reshape(channels, positions), offset, start, values, w_offsets,
+                        padded)
+        n_used = 0
+        for r in range(height):
+            for s in range(width):
+                p = r * width + s
+                used[0, n_used], used[1, n_used], used[2, n_used] = r, s, p
+                n_used += start[p + 1] > start[p]
+        for di in range(kh):  # tap by tap: a tap's weights stay in L1 for its pass
+            for dj in range(0, kw, 2):  # taps (di, dj) and (di, dj + 1) in one pass
+                w0 = (di * kw + dj) * channels * padded
+                w1 = w0 + channels * padded
+                pair = padded == BLOCK and dj + 1 < kw
+                for t in range(n_used):
+                    i, j, p = used[0, t] - di, used[1, t] - dj, used[2, t]
+                    if i < 0 or i >= ho:
+                        continue
+                    q0, q1 = item(start, p), item(start, p + 1)
+                    first_ok, second_ok = 0 <= j < wo, 1 <= j <= wo and dj + 1 < kw
+                    a = (i * wo + j) * padded
+                    if pair and first_ok and second_ok:
+                        _add_position_twice(acc, a, a - padded, w_taps, w0, w1, values,
+                                            w_offsets, q0, q1)
+                        continue
+                    if first_ok:
+                        _add_position(acc, a, w_taps, w0, values, w_offsets, q0, q1, padded)
+                    if second_ok:
+                        _add_position(acc, a - padded, w_taps, w1, values, w_offsets, q0, q1,
+                                      padded)
+        _pool(acc, wo, padded, pooled, out[b].reshape(-1))
+
+
+def conv_pool(x, offsets, layout):
+    """``F.max_pool2d(F.conv2d(x, W, bias), 2)`` of a contiguous float32 (B, C, H, W) CPU
+    tensor from its values != offsets[b] alone (``offsets`` (B,) float32 numpy)."""
+    b, c, h, w = x.shape
+    kh, kw = layout.kernel
+    ho, wo = h - kh + 1, w - kw + 1
+    out = x.new_empty(b, layout.out_channels, ho // 2, wo // 2)
+    if c == 1:
+        args = (x.numpy(), offsets, layout.w_flip, layout.bias, layout.w_sum, out.numpy())
+        run_rows(_one_channel_samples, args, b, chunk_count(x))
+    else:
+        args = (x.numpy(), offsets, layout.w_taps, layout.bias, layout.w_sum, kh, kw,
+                out.numpy())
+        run_rows(_channels_samples, args, b, chunk_count(x))
+    return out

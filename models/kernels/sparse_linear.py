@@ -1,0 +1,144 @@
+"""A linear layer ``x @ W.T + bias`` on the CPU that skips zeros, for inference. Compiled
+with numba. Entries: ``gather(x, layout)`` (zero inputs) and ``sparse_weights(x, layout)``
+(zero weights); ``LinearLayout`` holds both layouts of one layer's weights.
+
+- ``gather``: after k-winners only k of a sample's n inputs are non-zero, and its output is
+  the sum of the k rows of W.T that they select. The kernel lists each sample's non-zero
+  inputs (branch-free) and adds their rows 64 outputs at a time in registers
+  (models/kernels/simd.py); the outputs are the outer loop, so each 64-column block of W.T
+  (n x 64 values) is read from the L2 cache by every sample of the call in turn.
+- ``sparse_weights``: a layer with fixed sparse weights (``SparseWeights``) keeps only its
+  non-zero weights, row by row (CSR: ``starts``, ``columns``, ``values``). For a tile of 32
+  samples it computes each output unit from its non-zero weights alone, with the tile's
+  samples as the vector lanes: x.T's row of input i (32 values) times weight W[o, i].
+
+Both are the products torch computes, added in other orders: equal to ``F.linear`` to
+float32 rounding. Which one pays is a matter of counts (``costs``).
+"""
+
+import numba
+import numpy as np
+
+from models.kernels.rows import chunk_count, run_rows
+from models.kernels.simd import LANES, item, vadd, vfma, vload, vstore, vzeros
+
+BLOCK = 4 * LANES  # outputs accumulated in registers at once
+COLUMN_BLOCK = 2 * BLOCK  # outputs per pass over the samples (their W.T rows stay in L2)
+TILE = 2 * LANES  # samples per tile of the sparse-weights kernel
+
+
+class LinearLayout:
+    """``weight`` (N, M) and ``bias`` (N,) for the kernels: W.T with its columns padded to a
+    multiple of BLOCK, and the non-zero weights by output row."""
+
+    def __init__(self, weight, bias):  # float32 CPU tensors
+        n_out, n_in = weight.shape
+        self.n_out, self.n_in = n_out, n_in
+        padded = -(-n_out // BLOCK) * BLOCK
+        self.rows = np.zeros((n_in, padded), np.float32)
+        self.rows[:, :n_out] = weight.t().numpy()
+        self.bias = np.zeros(padded, np.float32)
+        self.bias[:n_out] = bias.numpy()
+        keep = weight != 0
+        self.starts = np.concatenate([[0], np.cumsum(keep.sum(1).numpy())]).astype(np.int64)
+        self.columns = keep.nonzero()[:, 1].numpy().astype(np.int64)
+        self.values = weight[keep].numpy().copy()
+
+    @property
+    def nonzero_weights(self):
+        return len(self.values)
+
+
+def costs(layout, batch, nonzero_inputs):
+    """Products each way for ``batch`` samples with ``nonzero_inputs`` non-zero inputs in
+    all: {"gather": ..., "sparse_weights": ..., "dense": ...}. ``gather`` multiplies whole
+    padded rows; ``sparse_weights`` every stored weight for every sample of whole tiles."""
+    tiles = -(-batch // TILE)
+    return {"gather": nonzero_inputs * layout.rows.shape[1],
+            "sparse_weights": tiles * TILE * layout.nonzero_weights,
+            "dense": batch * layout.n_in * layout.n_out}
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _gather_samples(x, rows, bias, out, first, last):
+    """out[b] (padded) for b in [first, last) = bias + sum of rows[i] * x[b, i] over x[b] != 0."""
+    n_in, padded = rows.shape
+    weights = rows.reshape(-1)
+    inputs = np.empty((last - first, n_in), np.int64)
+    counts = np.empty(last - first, np.int64)
+    for b in range(first, last):  # branch-free lists of each sample's non-zero inputs
+        row, listed, n = x[b], inputs[b - first], 0
+        for i in range(n_in):
+            listed[n] = i
+            n += row[i] != 0
+        counts[b - first] = n
+    for c0 in range(0, padded, COLUMN_BLOCK):
+        for b in range(first, last):
+            row, listed, dst = x[b], inputs[b - first], out[b]
+            for o in range(c0, min(c0 + COLUMN_BLOCK, padded), BLOCK):
+                a0, a1 = vload(bias, o), vload(bias, o + 16)
+                a2, a3 = vload(bias, o + 32), vload(bias, o + 48)
+                for q in range(counts[b - first]):
+                    i = item(listed, q)
+                    v, w = item(row, i), i * padded + o
+                    a0, a1 = vfma(a0, v, vload(weights, w)), vfma(a1, v, vload(weights, w + 16))
+                    a2 = vfma(a2, v, vload(weights, w + 32))
+                    a3 = vfma(a3, v, vload(weights, w + 48))
+                vstore(dst, o, a0)
+                vstore(dst, o + 16, a1)
+                vstore(dst, o + 32, a2)
+                vstore(dst, o + 48, a3)
+
+
+def gather(x, layout):
+    """``F.linear(x, W, bias)`` of a contiguous float32 (B, M) CPU tensor from its non-zero
+    inputs alone: (B, N)."""
+    out = x.new_empty(x.shape[0], layout.rows.shape[1])
+    args = (x.numpy(), layout.rows, layout.bias, out.numpy())
+    run_rows(_gather_samples, args, x.shape[0], chunk_count(x))
+    return out[:, :layout.n_out]
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _sparse_weight_tiles(x, starts, columns, values, bias, out, first, last):
+    """out rows of tiles [first, last) (TILE samples each) from the stored weights alone."""
+    batch, n_in = x.shape
+    n_out = starts.shape[0] - 1
+    tile_t = np.zeros(n_in * TILE, np.float32)  # x.T of one tile: input i's TILE samples
+    results = np.empty(TILE, np.float32)
+    for tile in range(first, last):
+        b0 = tile * TILE
+        size = min(TILE, batch - b0)
+        for s in range(size):
+            for i in range(n_in):
+                tile_t[i * TILE + s] = x[b0 + s, i]
+        for s in range(size, TILE):  # a last, partial tile: zeros in the missing lanes
+            for i in range(n_in):
+                tile_t[i * TILE + s] = 0
+        for o in range(n_out):
+            a0, a1, a2, a3 = vzeros(), vzeros(), vzeros(), vzeros()
+            q, end = item(starts, o), item(starts, o + 1)
+            while q + 1 < end:  # two weights per step: four independent sums
+                w, t = item(values, q), item(columns, q) * TILE
+                a0, a1 = vfma(a0, w, vload(tile_t, t)), vfma(a1, w, vload(tile_t, t + 16))
+                w, t = item(values, q + 1), item(columns, q + 1) * TILE
+                a2, a3 = vfma(a2, w, vload(tile_t, t)), vfma(a3, w, vload(tile_t, t + 16))
+                q += 2
+            if q < end:
+                w, t = item(values, q), item(columns, q) * TILE
+                a0, a1 = vfma(a0, w, vload(tile_t, t)), vfma(a1, w, vload(tile_t, t + 16))
+            vstore(results, 0, vadd(a0, a2))
+            vstore(results, 16, vadd(a1, a3))
+            for s in range(size):
+                out[b0 + s, o] = results[s] + bias[o]
+
+
+def sparse_weights(x, layout):
+    """``F.linear(x, W, bias)`` of a contiguous float32 (B, M) CPU tensor from the layer's
+    stored non-zero weights alone: (B, N)."""
+    batch = x.shape[0]
+    out = x.new_empty(batch, layout.n_out)
+    tiles = -(-batch // TILE)
+    args = (x.numpy(), layout.starts, layout.columns, layout.values, layout.bias, out.numpy())
+    run_rows(_sparse_weight_tiles, args, tiles, min(tiles, chunk_count(x)))
+    return out

@@ -1,0 +1,274 @@
+"""models.sparse_inference held to the plain model: the same winners in every k-winners layer
+(but where the k-th place ties within float32 rounding), the same predictions and logits to
+float tolerance, on the shipped networks and real test images; its kernels held to torch's
+ops; its edge cases and its errors. (The winner comparison is benchmarks/check_inference.py's,
+which lists the differing images of whole noise sweeps.)"""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import models.backend as backend
+from data import DataConfig
+from data.mnist import MNISTDataset
+from experiments.cli import load_experiment
+from experiments.train.sweep import NoiseSweep
+from models import (ConvLayerConfig, HiddenLayerConfig, KWinners, MaxPool2x2, NetworkConfig,
+                    build_network, load_pretrained, pretrained_info, sparse_inference)
+from models.costs import layer_multiply_adds
+from models.kernels import kwinners as kwinners_kernel, sparse_conv, sparse_linear
+from models.pretrained import available
+
+REPO = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("check_inference",
+                                               REPO / "benchmarks" / "check_inference.py")
+check_inference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(check_inference)
+TIE = 1e-5  # relative: boosted scores this close to the k-th are a tie within rounding
+
+
+@pytest.fixture(scope="module")
+def mnist(mnist_root):
+    """300 real test images, clean and at 50% noise."""
+    dataset = MNISTDataset(DataConfig(root=str(mnist_root), test_limit=300))
+    clean, _ = dataset.test_set()
+    noisy, _ = dataset.noisy_test_set(0.5, torch.Generator().manual_seed(0))
+    return torch.cat([clean, noisy])
+
+
+def block_check(net, engine, x):
+    """Each block of the engine fed the plain model's input to that block: per k-winners
+    layer, the rows whose winners differ other than in a tie; and the largest output
+    difference over rows whose winners agree."""
+    seen, logits = check_inference.kwinners_inputs(net, x)
+    outputs = engine.layer_outputs(x)
+    report = {}
+    h, density = x, None
+    for block in engine.blocks:
+        out = block(h.contiguous(), density)
+        if block.name in seen:
+            pre, plain = seen[block.name]
+            gaps = check_inference.winner_gaps(block.activation, pre, plain != 0, out != 0)
+            untied = int((gaps > TIE).sum())  # NaN (no difference) compares False
+            same = ((plain != 0) == (out != 0)).reshape(len(x), -1).all(1)
+            agree = (plain - out).reshape(len(x), -1)[same]
+            diff = agree.abs().max().item() if len(agree) else float("inf")
+            report[block.name] = (untied, diff)
+            h = plain
+        else:
+            h = out
+        density = None
+    return report, logits, outputs.popitem()[1]
+
+
+@pytest.mark.parametrize("name", available())
+def test_the_engine_keeps_the_models_winners_and_predictions(name, mnist):
+    net = load_pretrained(name)
+    engine = sparse_inference(net)
+    report, logits, engine_logits = block_check(net, engine, mnist)
+    for layer, (untied, diff) in report.items():
+        assert untied == 0, f"{layer}: {untied} rows with other winners than the model's"
+        assert diff < 1e-4, f"{layer}: outputs differ by {diff}"
+    assert torch.equal(logits.argmax(1), engine_logits.argmax(1))
+    close = (logits - engine_logits).abs().amax(1) < 1e-4
+    assert close.float().mean() >= 0.99  # the rest: a unit that tied at some k-th place
+
+
+def test_a_wrong_winner_rule_is_caught(mnist):
+    net = load_pretrained("sparse_cnn2")
+    engine = sparse_inference(net)
+    block = engine.blocks[0]
+    block.boost = block.boost * 0 + 1  # planted: winners by the raw values, no boosting
+    report, _, _ = block_check(net, engine, mnist)
+    assert report["kwinners1"][0] > 100
+
+
+def test_the_shipped_sparse_cnn2_reproduces_its_recorded_clean_count_through_the_engine(mnist_root):
+    info = pretrained_info("sparse_cnn2")
+    dataset = MNISTDataset(DataConfig(root=str(mnist_root)))
+    sweep = NoiseSweep(dataset, [0.0], info["seed"], torch.device("cpu"))
+    engine = sparse_inference(load_pretrained("sparse_cnn2"))
+    correct = sweep.run(engine, info["test_batch_size"], torch.device("cpu"))
+    assert correct["0.00"] == info["record"]["noise_correct"]["0.00"]
+
+
+def test_edge_cases_batch_one_zero_images_and_a_strided_input(mnist):
+    net = load_pretrained("sparse_cnn2")
+    engine = sparse_inference(net)
+    with torch.no_grad():
+        plain = net(mnist[:8])
+        assert torch.allclose(engine(mnist[:1]), plain[:1], atol=1e-4)
+        zeros = torch.zeros(4, 1, 28, 28)
+        assert torch.allclose(engine(zeros), net(zeros), atol=1e-4)
+        strided = torch.cat([mnist[:8], mnist[:8]], dim=3)[..., ::2]  # non-contiguous
+        assert not strided.is_contiguous()
+        assert torch.allclose(engine(strided), net(strided), atol=1e-4)
+        channels_last = mnist[:8].to(memory_format=torch.channels_last)
+        assert torch.allclose(engine(channels_last), plain, atol=1e-4)
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return build_network(NetworkConfig(**kw)).eval()
+
+
+def test_k_equal_to_n_and_a_relu_network(mnist):
+    every = tiny(conv=[ConvLayerConfig(4, k=4 * 12 * 12)], hidden=HiddenLayerConfig(20, k=20),
+                 k_inference_factor=1.5, boost_strength=1.5)
+    relu = tiny(conv=[ConvLayerConfig(4), ConvLayerConfig(5)], hidden=HiddenLayerConfig(20))
+    for net in (every, relu):
+        with torch.no_grad():
+            assert torch.allclose(sparse_inference(net)(mnist[:16]), net(mnist[:16]), atol=1e-5)
+    outputs = sparse_inference(every).layer_outputs(mnist[:16])
+    assert (outputs["kwinners1"] != 0).float().mean() > 0.99  # every unit wins
+
+
+@pytest.mark.parametrize("name", ["dense_cnn2_dr05", "sparse_cnn2", "super_sparse_cnn2"])
+def test_speech_commands_networks_with_batch_norm_and_dropout(name):
+    job = load_experiment(REPO / "configs" / "gsc_table2.yaml").jobs[name]
+    torch.manual_seed(1)
+    net = build_network(job.model)
+    with torch.no_grad():  # give the BatchNorms running statistics of their own
+        net.train()
+        net(torch.randn(64, *job.model.input_shape))
+    net.eval()
+    x = torch.randn(32, *job.model.input_shape)
+    engine = sparse_inference(net)
+    with torch.no_grad():
+        assert torch.allclose(engine(x), net(x), atol=1e-4)
+        assert torch.equal(engine(x).argmax(1), net(x).argmax(1))
+
+
+def test_other_backends_get_the_model_itself(mnist, monkeypatch):
+    net = load_pretrained("sparse_cnn2")
+    engine = sparse_inference(net)
+    with torch.no_grad():
+        want = net.double()(mnist[:8].double())  # engine.reference is net: now float64
+        assert torch.equal(engine(mnist[:8].double()), want)
+        net.float()
+    monkeypatch.setattr(backend, "BACKEND", "torch")
+    with torch.no_grad():
+        assert torch.equal(engine(mnist[:8]), net(mnist[:8]))
+
+
+def test_training_mode_and_unknown_layers_fail_with_one_clear_error():
+    net = tiny(conv=[ConvLayerConfig(4, k=60)], hidden=HiddenLayerConfig(20, k=5))
+    with pytest.raises(ValueError, match="training mode"):
+        sparse_inference(net.train())
+    engine = sparse_inference(net.eval())
+    with pytest.raises(RuntimeError, match="eval-only"):
+        engine.train()
+    odd = nn.Sequential(nn.Conv2d(1, 4, 5), nn.Tanh())
+    with pytest.raises(TypeError, match="'1' is a Tanh"):
+        sparse_inference(odd.eval())
+    with pytest.raises(ValueError, match="expected"):
+        engine(torch.zeros(2, 3, 28, 28))
+
+
+@pytest.mark.parametrize("channels, out_channels", [(1, 30), (7, 64), (16, 20)])
+def test_the_conv_kernel_is_conv_then_pooling(channels, out_channels):
+    torch.manual_seed(channels)
+    x = torch.randn(5, channels, 14, 13)
+    x[torch.rand_like(x) < 0.8] = 0.0
+    offsets = torch.zeros(5)
+    if channels == 1:  # a background that is not 0
+        offsets = torch.randn(5)
+        x = torch.where(x == 0, offsets.view(-1, 1, 1, 1), x)
+    conv = nn.Conv2d(channels, out_channels, 5)
+    layout = sparse_conv.ConvLayout(conv.weight.detach(), conv.bias.detach())
+    got = sparse_conv.conv_pool(x, offsets.numpy(), layout)
+    with torch.no_grad():
+        want = F.max_pool2d(conv(x), 2)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 33])
+def test_the_linear_kernels_are_the_linear_layer(batch):
+    torch.manual_seed(batch)
+    weight = torch.randn(70, 90) * (torch.rand(70, 90) < 0.3)
+    bias = torch.randn(70)
+    x = torch.randn(batch, 90) * (torch.rand(batch, 90) < 0.4)
+    layout = sparse_linear.LinearLayout(weight, bias)
+    want = F.linear(x, weight, bias)
+    assert torch.allclose(sparse_linear.gather(x, layout), want, atol=1e-5)
+    assert torch.allclose(sparse_linear.sparse_weights(x, layout), want, atol=1e-5)
+
+
+def test_eval_k_winners_is_the_layers_kernel():
+    layer = KWinners(50, 10, k_inference_factor=1.5, boost_strength=1.0).eval()
+    layer.duty_cycle.uniform_(0, 0.5)
+    x = torch.randn(8, 50)
+    x[:, :20] = 1.0  # exact ties at the k-th place: the lowest indices win in both
+    with torch.no_grad():
+        want = layer(x)
+    got = kwinners_kernel.k_winners_eval(x, layer.boost_factors().numpy(), 1, layer.k_eval)
+    assert torch.equal(got, want)
+
+
+def test_multiply_adds_count_the_products_with_non_zero_inputs():
+    net = tiny(conv=[ConvLayerConfig(4, k=60)], hidden=HiddenLayerConfig(20, k=5, density=0.5),
+               k_inference_factor=1.0)
+    estimate = {r["layer"]: r for r in layer_multiply_adds(net, input_shape=(1, 28, 28))}
+    assert estimate["conv1"]["dense"] == 24 * 24 * 4 * 25 == estimate["conv1"]["effective"]
+    assert estimate["linear"]["dense"] == 576 * 20
+    assert estimate["linear"]["effective"] == pytest.approx(576 * 20 * (60 / 576) * 0.5,
+                                                            rel=0.01)
+    x = torch.randn(3, 1, 28, 28)
+    measured = {r["layer"]: r for r in layer_multiply_adds(net, x)}
+    assert measured["conv1"]["effective"] == estimate["conv1"]["dense"]
+    stored = (net.linear.module.weight != 0).sum(0).double()
+    with torch.no_grad():
+        h = net[:4](x).flatten(1)
+    want = float(((h != 0).double() @ stored).mean())
+    assert measured["linear"]["effective"] == pytest.approx(want)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", available())
+def test_the_engine_predicts_as_the_model_on_every_noise_level(name, mnist_root):
+    """All 11 levels x 10,000 images: at least 99.99% of the predictions agree."""
+    info = pretrained_info(name)
+    dataset = MNISTDataset(DataConfig(root=str(mnist_root)))
+    sweep = NoiseSweep(dataset, info["noise_levels"], info["seed"], torch.device("cpu"))
+    net = load_pretrained(name)
+    engine = sparse_inference(net)
+    with torch.no_grad():
+        for key, (x, _) in sweep.sets.items():
+            differ = sum(int((net(x[i:i + 1000]).argmax(1)
+                              != engine(x[i:i + 1000]).argmax(1)).sum())
+                         for i in range(0, len(x), 1000))
+            assert differ <= len(x) // 10_000, f"{name} at {key}: {differ} predictions differ"
+
+
+@pytest.mark.slow  # numba compiles the two-thread kernels in every process (about 10 s)
+def test_two_threads_split_the_samples_without_changing_a_bit(mnist):
+    net = load_pretrained("sparse_cnn2")
+    engine = sparse_inference(net)
+    one = engine.layer_outputs(mnist)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        two = engine.layer_outputs(mnist)
+    finally:
+        torch.set_num_threads(threads)
+    for name in ("kwinners1", "kwinners2", "kwinners"):  # the numba kernels' blocks
+        assert torch.equal(one[name], two[name]), name
+
+
+def test_an_affine_batch_norm_is_folded_too():
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(1, 6, 5), nn.BatchNorm2d(6), MaxPool2x2(), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(6 * 12 * 12, 10), nn.BatchNorm1d(10),
+                        nn.LogSoftmax(dim=1))
+    with torch.no_grad():
+        net.train()(torch.randn(32, 1, 28, 28))
+        for norm in (net[1], net[6]):
+            norm.weight.uniform_(-2, 2)  # negative scales: folding, not pooling, takes them
+    net.eval()
+    x = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(sparse_inference(net)(x), net(x), atol=1e-4)
