@@ -161,8 +161,12 @@ CORRUPTIONS = {
     "contrast": Corruption("contrast", "contrast kept", (0.4, 0.3, 0.2, 0.1, 0.05), contrast),
     "brightness": Corruption("brightness", "added to every pixel",
                              (0.1, 0.2, 0.3, 0.4, 0.5), brightness),
-    "occlusion": Corruption("occlusion", "square side, pixels", (6, 9, 12, 15, 18), occlusion),
-    "rotation": Corruption("rotation", "degrees", (10, 20, 30, 45, 60), rotation),
+    # Judged from the mosaic: a 12-pixel square or larger hides most of a digit, and at 60
+    # degrees 7, 1, 4 and 6 / 9 read as other marks or digits.
+    "occlusion": Corruption("occlusion", "square side, pixels", (6, 9, 12, 15, 18), occlusion,
+                            unreadable_from=3),
+    "rotation": Corruption("rotation", "degrees", (10, 20, 30, 45, 60), rotation,
+                           unreadable_from=5),
     "shear": Corruption("shear", "shear factor", (0.1, 0.2, 0.3, 0.45, 0.6), shear),
     "scale": Corruption("scale", "zoom x(1+a) or /(1+a)", (0.1, 0.2, 0.3, 0.4, 0.5), scale),
     "translation": Corruption("translation", "shift, pixels", (1, 2, 3, 4, 5), translation),

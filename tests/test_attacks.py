@@ -184,9 +184,9 @@ def test_adversarial_smoke_records_report_and_resume(tiny_runs, mnist_root, tmp_
     run = exp / "sparse_cnn2" / "seed-42"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     names = [r["attack"] for r in records]
-    assert names[:2] == ["clean", "fgsm"] and "transfer" in names and "pgd_ce@6" in names
-    assert {"autoattack", "ddn", "sparse_rs", "random_pixels", "diagnostics"} <= set(names)
-    auto = next(r for r in records if r["attack"] == "autoattack")
+    assert names[:3] == ["clean", "diagnostics", "fgsm"] and "transfer" in names
+    assert {"autoattack_eps0.2", "ddn", "sparse_rs", "random_pixels", "pgd_ce@6"} <= set(names)
+    auto = next(r for r in records if r["method"] == "autoattack")
     assert auto["skipped"].startswith("pyautoattack is not installed")
     assert not (run / "done").exists()  # so that a rerun with the package runs that step
     pgd_rows = pd.read_csv(run / "attacks" / "pgd_ce.csv")
@@ -209,14 +209,14 @@ def test_adversarial_smoke_records_report_and_resume(tiny_runs, mnist_root, tmp_
     # an interrupted job resumes at its first unfinished step and changes nothing before it
     lines = (run / "metrics.jsonl").read_text().splitlines()
     (run / "metrics.jsonl").write_text("".join(line + "\n" for line in lines[:3]))
-    kept = (run / "attacks" / "fgsm.csv").stat().st_mtime_ns
+    kept = (run / "attacks" / "diagnostics.csv").stat().st_mtime_ns
     smoke(tiny_runs, mnist_root, tmp_path)
     assert "0 already done, 2 to run" in capsys.readouterr().out
     again = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["attack"] for r in again] == names
-    assert (run / "attacks" / "fgsm.csv").stat().st_mtime_ns == kept
+    assert (run / "attacks" / "diagnostics.csv").stat().st_mtime_ns == kept
     if autoattack.installed():
-        auto = next(r for r in again if r["attack"] == "autoattack")
+        auto = next(r for r in again if r["method"] == "autoattack")
         assert "skipped" not in auto and (run / "done").is_file()
         assert {"chain", "warnings"} <= set(auto["results"][0])
         adversarial_report.write_report(exp)

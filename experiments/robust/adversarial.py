@@ -57,32 +57,38 @@ class Step:
 
 
 def attack_plan(cfg, name, a):
-    """The Step of attack ``name`` (an AttackConfig)."""
+    """The Steps of attack ``name`` (an AttackConfig): one, or for AutoAttack one per eps,
+    largest first (the cheapest and most telling first; a stopped job keeps the eps done)."""
     kind = threat(a.method)
     budgets = {"l0": tuple(cfg.pixels), "l2": ()}.get(kind, tuple(cfg.eps))
     if a.method == "pgd" and not a.eot:
         budgets += (FULL_BOX,)
-    return Step(name, "min-norm" if kind == "l2" else "attack", a.method, budgets,
+    step = Step(name, "min-norm" if kind == "l2" else "attack", a.method, budgets,
                 min(a.images or cfg.images, cfg.images), a.loss, a.surrogate,
                 a.budget or default_budget(cfg, a.method), a.temperature, a.eot,
                 a.eot_std if a.eot else 0.0, kind)
+    if a.method != "autoattack":
+        return [step]
+    return [dataclasses.replace(step, name=f"{name}_eps{eps:g}", eps=(eps,))
+            for eps in sorted(budgets, reverse=True)]
 
 
 def plan(cfg):
-    """Every step of a job, in order."""
+    """Every step of a job, in order: clean, the diagnostics (cheap, and telling how far to
+    trust a gradient), the attacks in the config's order, the convergence runs."""
     n = cfg.images
     steps = [Step("clean", "clean", "clean", (0.0,), n)]
-    steps += [attack_plan(cfg, name, a) for name, a in cfg.attacks.items()]
-    check = cfg.convergence
-    for name in check.attacks if check.images else ():
-        base = attack_plan(cfg, name, cfg.attacks[name])
-        steps.append(dataclasses.replace(base, name=f"{name}@{check.steps}", role="convergence",
-                                         eps=tuple(cfg.eps), images=min(check.images, n),
-                                         steps=check.steps))
     if cfg.diagnostics.images:
         steps.append(Step("diagnostics", "diagnostic", "diagnostics",
                           tuple(cfg.diagnostics.fd_steps), min(cfg.diagnostics.images, n),
                           "margin", steps=cfg.diagnostics.points))
+    steps += [s for name, a in cfg.attacks.items() for s in attack_plan(cfg, name, a)]
+    check = cfg.convergence
+    for name in check.attacks if check.images else ():
+        (base,) = attack_plan(cfg, name, cfg.attacks[name])
+        steps.append(dataclasses.replace(base, name=f"{name}@{check.steps}", role="convergence",
+                                         eps=tuple(cfg.eps), images=min(check.images, n),
+                                         steps=check.steps))
     return steps
 
 
@@ -92,6 +98,11 @@ def settings(step):
     fields.pop("name")
     fields["eps"] = list(step.eps)
     return fields
+
+
+def base_name(step):
+    """The attack a step belongs to: its name, or the AutoAttack entry of a per-eps step."""
+    return step.name.rsplit("_eps", 1)[0] if step.method == "autoattack" else step.name
 
 
 def unchanged(record, step):
@@ -115,8 +126,9 @@ def test_subset(cfg):
 class Context:
     """What the steps of one job share: the network, the images, the clean predictions."""
 
-    def __init__(self, cfg, net, seed, x, y, index, exp_dir):
-        self.cfg, self.net, self.seed, self.exp_dir = cfg, net, seed, Path(exp_dir)
+    def __init__(self, cfg, net, seed, x, y, index, folder):
+        self.cfg, self.net, self.seed = cfg, net, seed
+        self.folder, self.exp_dir = Path(folder), Path(folder).parent.parent
         self.model = PixelModel(net)
         self.x, self.y, self.index = x, y, index
         self.clean = predict(self.model, x, cfg.batch_size) == y  # (N,)
@@ -137,7 +149,7 @@ def run_step(ctx, step):
     """(per-image frames by suffix, or None; the step's metrics line, with its wall and CPU
     seconds: on a shared machine the second is the cost)."""
     t0, c0 = time.perf_counter(), time.process_time()
-    record = {"attack": step.name, **settings(step)}
+    record = {"attack": step.name, "base": base_name(step), **settings(step)}
     reason = skip_reason(ctx, step)
     if reason:
         return None, {**record, "skipped": reason}
@@ -176,7 +188,7 @@ def run_job(cfg, network, seed, folder, progress=True):
         todo = [s for s in steps if s.name not in {r["attack"] for r in run.records}]
         run.start(cfg.device, len(steps) - len(todo), len(steps))
         ctx = Context(cfg, net.to(cfg.device), seed, *_on(test_subset(cfg), cfg.device),
-                      run.folder.parent.parent)
+                      run.folder)
         for step in todo:
             frames, record = run_step(ctx, step)
             if step.method == "clean":

@@ -41,13 +41,16 @@ def _csv(folder, name, suffix=""):
 
 
 def _tagged(frame, record, tag):
-    return frame.assign(attack=record["attack"], role=record["role"], method=record["method"],
-                        surrogate=record.get("surrogate"), **tag)
+    """Rows of one step, named by their attack (AutoAttack's per-eps steps by its entry)."""
+    return frame.assign(attack=record.get("base", record["attack"]), role=record["role"],
+                        method=record["method"], surrogate=record.get("surrogate"),
+                        eot=record.get("eot", 0), **tag)
 
 
 def _run_frames(folder, records, tag):
     """{frame name: [frames]} of one run folder."""
     parts = {"linf": [], "l0": [], "distances": [], "diagnostics": [], "curves": []}
+    fab_taken = False
     for r in records:
         if "skipped" in r:
             continue
@@ -61,9 +64,9 @@ def _run_frames(folder, records, tag):
             parts["l0"].append(rows)
         else:
             parts["linf"].append(rows)
-        if r["method"] == "autoattack":
-            first = rows[rows.eps == rows.eps.min()]
-            parts["distances"].append(first.drop(columns=["eps", "correct", "fooled_by"])
+        if r["method"] == "autoattack" and not fab_taken:  # the same at every eps: once
+            fab_taken = True
+            parts["distances"].append(rows.drop(columns=["eps", "correct", "fooled_by"])
                                       .rename(columns={"fab_distance": "distance"})
                                       .assign(norm="linf"))
     return parts
@@ -87,7 +90,12 @@ def load_records(exp_dir):
     linf = frames["linf"]
     if "fooled_by" in linf:
         linf["fooled_by"] = linf.fooled_by.fillna("")
-    return Records(linf=linf, steps=pd.DataFrame(steps),
+    steps = pd.DataFrame(steps)
+    for column, default in (("threat", "linf"), ("skipped", None), ("eot", 0)):
+        if column not in steps:
+            steps[column] = default
+    steps["threat"] = steps.threat.fillna("linf")
+    return Records(linf=linf, steps=steps,
                    l0=_with_clean(frames["l0"], linf), distances=frames["distances"],
                    diagnostics=frames["diagnostics"], curves=frames["curves"])
 

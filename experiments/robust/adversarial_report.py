@@ -71,15 +71,58 @@ def accuracy_markdown(acc, attacks):
     return wide.drop(columns="network").rename(columns={"label": "network"})
 
 
-def worst_markdown(acc):
-    """The worst case: a row per network, a column per eps."""
+def worst_markdown(acc, images=None):
+    """The worst case: a row per network, a column per eps; with ``images``, also the eps at
+    which AutoAttack ran on each network (a worst case without it is weaker)."""
     table = acc[acc.attack.isin(["clean", WORST])].assign(cell=lambda f: f.apply(cell, axis=1))
     table = table.assign(column=[("clean" if a == "clean" else f"eps {e:g}")
                                  for a, e in zip(table.attack, table.eps)])
     wide = table.pivot_table(index="label", columns="column", values="cell", aggfunc="first",
                              sort=False)
-    return wide[list(dict.fromkeys(table.column))].reset_index().rename(
-        columns={"label": "network"})
+    wide = wide[list(dict.fromkeys(table.column))]
+    if images is not None:
+        auto = images[(images.method == "autoattack") & images.role.isin(["attack"])]
+        ran = auto.groupby("label").eps.agg(lambda e: ", ".join(f"{v:g}" for v in sorted(set(e))))
+        wide["AutoAttack at eps"] = ran.reindex(wide.index).fillna("not run")
+    return wide.reset_index().rename(columns={"label": "network"})
+
+
+def family(method, surrogate, eot):
+    """The kind of attack a row comes from, for the table of what each kind adds."""
+    if method == "pgd" and eot:
+        return "EOT"
+    if surrogate == "soft":
+        return "soft top-k"
+    if surrogate:
+        return "BPDA identity / ReLU"
+    return {"autoattack": "AutoAttack", "square": "Square", "transfer": "transfer"}.get(
+        method, "own gradient")
+
+
+FAMILIES = ["own gradient", "BPDA identity / ReLU", "soft top-k", "EOT", "Square", "transfer",
+            "AutoAttack"]
+
+
+def families_frame(images):
+    """Per network and eps: the worst case, and the worst case without each kind of attack
+    (how much each adds: what only it finds)."""
+    rows = attack_rows(images)
+    rows = rows.assign(family=[family(m, s, e) for m, s, e in
+                               zip(rows.method, rows.surrogate, rows.eot)])
+    full = worst(rows).rename("worst case")
+    parts = [full] + [worst(rows[rows.family != f]).reindex(full.index).fillna(1)
+                      .rename(f"without {f}") for f in FAMILIES if f in set(rows.family)]
+    frame = pd.concat(parts, axis=1).groupby(level=["network", "eps"], sort=False).mean()
+    labels = images.drop_duplicates("network").set_index("network").label
+    return frame.reset_index().assign(label=lambda f: f.network.map(labels))
+
+
+def families_markdown(frame):
+    table = frame.drop(columns=["network", "label"]).copy()
+    for c in table.columns.drop("eps"):
+        table[c] = (100 * table[c]).map(lambda v: f"{v:.1f}")
+    table.insert(0, "network", frame.label)
+    return table
 
 
 def has_k_winners(steps):
@@ -145,18 +188,16 @@ def autoattack_markdown(cross):
 
 
 def autoattack_warnings(steps):
-    """'network: warning' lines, each warning once per network (with the eps it came at)."""
-    lines = []
+    """'- network seed s: warning (eps ...)' lines, each warning once per run."""
     auto = steps[(steps.method == "autoattack") & steps.results.notna()]
-    for row in auto.itertuples():
+    lines = []
+    for (label, seed), g in auto.groupby(["label", "seed"], sort=False):
         seen = {}
-        for w in (row.warnings if isinstance(row.warnings, list) else []):
-            seen.setdefault(w, [])
-        for r in row.results:
-            for w in r.get("warnings", []):
-                seen.setdefault(w, []).append(f"{r['eps']:g}")
-        lines += [f"- {row.label} seed {row.seed}: {w}"
-                  + (f" (eps {', '.join(e)})" if e else "") for w, e in seen.items()]
+        for results in g.results:
+            for r in results:
+                for w in r.get("warnings", []):
+                    seen.setdefault(w, []).append(f"{r['eps']:g}")
+        lines += [f"- {label} seed {seed}: {w} (eps {', '.join(e)})" for w, e in seen.items()]
     return lines
 
 
@@ -199,9 +240,15 @@ def linf_outputs(records, exp_dir):
                              title=f"Accuracy under L-inf attacks ({exp_dir.name}, seeds {seeds})"))
     paths += write_table(acc[acc.attack.isin(["clean", WORST])], exp_dir / "worst_case",
                          title="Worst case over all attacks, per image", notes=notes[:1],
-                         markdown=worst_markdown(acc))
+                         markdown=worst_markdown(acc, images))
     paths += save_figure(*worst_case_figure(acc, has_k_winners(steps)),
                          exp_dir / "worst_case_curves")
+    kinds = families_frame(images)
+    paths += write_table(kinds, exp_dir / "attack_kinds", markdown=families_markdown(kinds),
+                         title="The worst case without each kind of attack (accuracy %): "
+                               "what only that kind finds",
+                         notes=["A kind that never ran on a network leaves its column equal "
+                                "to the worst case."])
     cross = autoattack_frame(images)
     if cross is not None:
         warnings = autoattack_warnings(steps) or ["- none"]
@@ -286,7 +333,8 @@ def doc_blocks(exp_dir, suite=None):
     if records is None:
         return {}
     acc = accuracy_frame(records.linf)
-    blocks = {"worst_case": markdown_table(worst_markdown(acc)),
+    blocks = {"worst_case": markdown_table(worst_markdown(acc, records.linf)),
+              "attack_kinds": markdown_table(families_markdown(families_frame(records.linf))),
               "checks": markdown_table(checks_summary(all_checks(records), records.labels))}
     cross = autoattack_frame(records.linf)
     if cross is not None:

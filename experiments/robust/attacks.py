@@ -126,28 +126,42 @@ def _signs(shape, generator, like):
 
 
 @torch.no_grad()
-def square(model, x, y, eps, queries, loss="margin", generator=None, p_init=0.8):
-    """The L-inf Square attack with ``queries`` model queries per image; returns x'."""
-    b, c, h, w = x.shape
-    lo, hi = bounds(x, eps)
-    adv = project(x + eps * _signs((b, c, 1, w), generator, x), lo, hi)
+def random_search(model, x, y, adv, queries, loss, propose):
+    """The loop Square and Sparse-RS share, from x' = ``adv``: each query asks
+    ``propose(adv, todo, query)`` for candidates for the images not yet fooled (indices
+    todo) and keeps a candidate when the loss grows or it is misclassified; propose returns
+    (candidates, commit), commit(kept, keep) told which were kept. Returns x'."""
     z = model(adv)
     best, fooled = LOSSES[loss](z, y), z.argmax(1) != y
     for query in range(1, queries):
         todo = (~fooled).nonzero().squeeze(1)
         if not len(todo):
             break
-        side = round(math.sqrt(square_fraction(query, queries, p_init) * h * w))
-        window = random_squares(len(todo), h, w, min(max(side, 1), h - 1), generator)
-        delta = torch.where(window.to(x.device), eps * _signs((len(todo), c, 1, 1), generator, x),
-                            adv[todo] - x[todo])
-        candidate = project(x[todo] + delta, lo[todo], hi[todo])
+        candidate, commit = propose(adv, todo, query)
         z = model(candidate)
         value, wrong = LOSSES[loss](z, y[todo]), z.argmax(1) != y[todo]
         keep = (value > best[todo]) | wrong
         adv[todo[keep]], best[todo[keep]] = candidate[keep], value[keep]
         fooled[todo[keep & wrong]] = True
+        commit(todo[keep], keep)
     return adv
+
+
+@torch.no_grad()
+def square(model, x, y, eps, queries, loss="margin", generator=None, p_init=0.8):
+    """The L-inf Square attack with ``queries`` model queries per image; returns x'."""
+    b, c, h, w = x.shape
+    lo, hi = bounds(x, eps)
+
+    def propose(adv, todo, query):
+        side = round(math.sqrt(square_fraction(query, queries, p_init) * h * w))
+        window = random_squares(len(todo), h, w, min(max(side, 1), h - 1), generator)
+        delta = torch.where(window.to(x.device), eps * _signs((len(todo), c, 1, 1), generator, x),
+                            adv[todo] - x[todo])
+        return project(x[todo] + delta, lo[todo], hi[todo]), lambda kept, keep: None
+
+    start = project(x + eps * _signs((b, c, 1, w), generator, x), lo, hi)
+    return random_search(model, x, y, start, queries, loss, propose)
 
 
 def ddn(model, x, y, steps, init_norm=1.0, gamma=0.05, final_step=0.01):

@@ -175,9 +175,8 @@ def autoattack_warnings(steps):
     auto = steps[steps.method == "autoattack"]
     auto = auto[auto.skipped.isna()] if "skipped" in auto else auto
     for network, g in auto.groupby("network"):
-        found = [w for ws in g.warnings.dropna() for w in ws]
-        found += [f"eps {r['eps']:g}: {w}" for rs in g.results for r in rs
-                  for w in r.get("warnings", [])]
+        found = [f"eps {r['eps']:g}: {w}" for rs in g.results for r in rs
+                 for w in r.get("warnings", [])]
         yield Check("AutoAttack raised no warning", network, not found,
                     "; ".join(dict.fromkeys(found)) or "none, at any eps")
 

@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from experiments.robust.attacks import LOSSES, square_fraction
+from experiments.robust.attacks import random_search, square_fraction
 
 
 def changed_pixels(adv, x):
@@ -54,24 +54,16 @@ def sparse_rs(model, x, y, pixels, queries, loss="margin", generator=None, p_ini
     b, n = len(x), x[0, 0].numel()
     where = _random_rows(torch.rand(b, n, generator=generator), pixels).to(x.device)  # (B, t)
     values = torch.randint(0, 2, (b, pixels), generator=generator).to(x)
-    adv = _place(x, where, values)
-    z = model(adv)
-    best, fooled = LOSSES[loss](z, y), z.argmax(1) != y
-    for query in range(1, queries):
-        todo = (~fooled).nonzero().squeeze(1)
-        if not len(todo):
-            break
+
+    def propose(adv, todo, query):
         swap = max(math.ceil(square_fraction(query, queries, p_init) * pixels), 1)
         new_where, new_values = _swap(where[todo], values[todo], n, swap, generator)
-        candidate = _place(x[todo], new_where, new_values)
-        z = model(candidate)
-        value, wrong = LOSSES[loss](z, y[todo]), z.argmax(1) != y[todo]
-        keep = (value > best[todo]) | wrong
-        kept = todo[keep]
-        adv[kept], best[kept] = candidate[keep], value[keep]
-        where[kept], values[kept] = new_where[keep], new_values[keep]
-        fooled[todo[keep & wrong]] = True
-    return adv
+
+        def commit(kept, keep):
+            where[kept], values[kept] = new_where[keep], new_values[keep]
+        return _place(x[todo], new_where, new_values), commit
+
+    return random_search(model, x, y, _place(x, where, values), queries, loss, propose)
 
 
 def _swap(where, values, n, swap, generator):

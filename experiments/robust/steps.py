@@ -21,6 +21,7 @@ threat model and re-classified by a plain forward pass, which is what is recorde
                    -curves: the margin loss along the gradient's sign
 """
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -128,36 +129,42 @@ def attack_step(ctx, step):
     return {"": pd.concat(rows, ignore_index=True)}, {"results": results}
 
 
+def fab_examples(ctx, step, x, y):
+    """FAB-T's closest examples and distances on images x (the correctly classified ones of
+    the step's subset), made once per job for every eps and kept in the run folder
+    (attacks/<attack>-fab.pt, a cache of the step's settings)."""
+    cfg = ctx.cfg
+    path = ctx.folder / "attacks" / f"{step.name.rsplit('_eps', 1)[0]}-fab.pt"  # one per job
+    spec = {"autoattack": dataclasses.asdict(cfg.autoattack), "seed": cfg.seed,
+            "index": ctx.index[:step.images].tolist()}
+    if path.is_file():
+        kept = torch.load(path, weights_only=True)
+        if kept["spec"] == spec:
+            return kept["adv"].to(x.device), kept["distance"].to(x.device)
+    adv, distance = aa.fab_t(ctx.model, x, y, cfg.autoattack, cfg.seed, cfg.batch_size)
+    save_torch(path, {"spec": spec, "adv": adv.cpu(), "distance": distance.cpu()})
+    return adv, distance
+
+
 def autoattack_step(ctx, step):
-    """AutoAttack's standard version at every eps (autoattack.py), its warnings recorded."""
+    """AutoAttack's standard version at the step's eps (autoattack.py), its warnings kept."""
     x, y, clean, images = _subset(ctx, step)
-    cfg, warnings = ctx.cfg, []
-    rows, results = [], []
-    c0 = time.process_time()
+    cfg, (eps,), warnings = ctx.cfg, step.eps, []
+    adv, fooled_by, chain = x.clone(), [""] * len(x), {}
+    distance = torch.zeros(len(x), dtype=torch.float64)
     with aa.warnings_kept(warnings):
         aa.library_checks(ctx.model, x[clean], y[clean], cfg.autoattack, cfg.batch_size)
-        fab = aa.fab_t(ctx.model, x[clean], y[clean], cfg.autoattack, cfg.seed, cfg.batch_size)
-    fab_seconds = round(time.process_time() - c0, 2)
-    distance = torch.zeros(len(x), dtype=torch.float64)
-    distance[clean.cpu()] = fab[1].double().cpu()
-    for eps in step.eps:
-        found, c0 = [], time.process_time()
-        adv, fooled_by = x.clone(), [""] * len(x)
-        with aa.warnings_kept(found):
-            if clean.any():
-                adv[clean], by, chain = aa.chain(ctx.model, x[clean], y[clean], eps, fab,
-                                                 cfg.autoattack, cfg.seed, cfg.batch_size,
-                                                 len(x))
-                for i, name in zip(clean.nonzero().squeeze(1).tolist(), by):
-                    fooled_by[i] = name
-        adv = project(adv.detach(), *bounds(x, eps))  # the library clamps in float32
-        part, result = linf_rows(ctx, step, eps, adv, y, images,
-                                 {"fooled_by": fooled_by, "fab_distance": distance.tolist()})
-        rows.append(part)
-        results.append({**result, "chain": chain if clean.any() else {}, "warnings": found,
-                        "cpu_seconds": round(time.process_time() - c0, 2)})
-    return {"": pd.concat(rows, ignore_index=True)}, {"results": results, "warnings": warnings,
-                                                      "fab_cpu_seconds": fab_seconds}
+        fab = fab_examples(ctx, step, x[clean], y[clean])
+        distance[clean.cpu()] = fab[1].double().cpu()
+        if clean.any():
+            adv[clean], by, chain = aa.chain(ctx.model, x[clean], y[clean], eps, fab,
+                                             cfg.autoattack, cfg.seed, cfg.batch_size, len(x))
+            for i, name in zip(clean.nonzero().squeeze(1).tolist(), by):
+                fooled_by[i] = name
+    adv = project(adv.detach(), *bounds(x, eps))  # the library clamps in float32
+    rows, result = linf_rows(ctx, step, eps, adv, y, images,
+                             {"fooled_by": fooled_by, "fab_distance": distance.tolist()})
+    return {"": rows}, {"results": [{**result, "chain": chain, "warnings": warnings}]}
 
 
 # ---------------------------------------------------------------- L2 and L0
