@@ -194,7 +194,8 @@ def run_job(cfg, network, seed, folder, progress=True):
             if step.method == "clean":
                 record.update(label=cfg.label or label, weights=origin)
             for suffix, rows in (frames or {}).items():
-                atomic_write(csv_path(run.folder, step.name, suffix), rows.to_csv(index=False))
+                atomic_write(csv_path(run.folder, step.name, suffix),
+                             rows.to_csv(index=False, float_format="%.6g"))  # 6 digits: small
             run.add(record)
             if progress:
                 print(f"  {network}: {describe_record(record)}", flush=True)

@@ -28,7 +28,7 @@ from experiments.core.records import atomic_write
 from experiments.core.tables import markdown_table, write_table
 from experiments.robust import adversarial_views as views
 from experiments.robust.adversarial_records import load_records
-from experiments.robust.autoattack import STANDARD
+from experiments.robust.checks import AUTOATTACK as STANDARD
 from experiments.robust.checks import KEYS, WHITE_BOX, all_checks, attack_rows, worst
 
 OWN = "own-gradient worst"

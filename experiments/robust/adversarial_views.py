@@ -134,7 +134,8 @@ def min_norm_figure(curves, worst_points):
     for (network, norm), g in curves.groupby(["network", "norm"], sort=False):
         axes[norm].plot(g.radius, 100 * g.accuracy, color=colors[network],
                         label=g.label.iloc[0])
-    for network, g in worst_points.groupby("network", sort=False):
+    for network, g in worst_points[worst_points.network.isin(colors)].groupby("network",
+                                                                          sort=False):
         axes["linf"].plot(g.eps, 100 * g.correct, "o", color=colors[network], markersize=4)
     axes["linf"].set(title="L-inf: FAB-T's minimum distance (points: the worst case)",
                      xlabel="L-inf radius (pixel units)")
@@ -165,7 +166,7 @@ def diagnostics_markdown(frame):
     cosines = [c for c in frame if c.startswith("fd_cos@")]
     table = pd.DataFrame({"network": frame.label, "gradient": frame.gradient,
                           "images": frame.images,
-                          "median |g|": frame.grad_norm.map(lambda v: f"{v:.3g}"),
+                          "median gradient norm": frame.grad_norm.map(lambda v: f"{v:.3g}"),
                           "zero g %": (100 * frame.zero).map(lambda v: f"{v:.0f}")})
     for c in cosines:
         table[f"median cos(g, FD) h={c.split('@')[1]}"] = frame[c].map(lambda v: f"{v:.2f}")

@@ -25,10 +25,11 @@ from contextlib import contextmanager
 
 import torch
 
+from experiments.robust.checks import AUTOATTACK as STANDARD
+
 PACKAGE = "pyautoattack"
 INSTALL = "pip install -r requirements-attacks.txt"
 MISSING = f"{PACKAGE} is not installed"
-STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")
 LOGGER = "auto-attack"  # the logger pyautoattack writes its warnings to
 
 

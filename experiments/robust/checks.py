@@ -35,6 +35,7 @@ FULL_BOX = 1.0  # at this eps the ball holds the whole box: the job runs every P
 CONVERGED_POINTS = 1.0  # allowed gap between PGD and PGD with more steps, in accuracy points
 WHITE_BOX = ("fgsm", "pgd")
 WORST_ROLES = ("attack", "convergence")  # the rows the worst case is the minimum over
+AUTOATTACK = ("apgd-ce", "apgd-t", "fab-t", "square")  # its standard version, in its order
 ALIGNED = 0.5  # the median cosine with finite differences below which a gradient is suspect
 FLAT_OR_JAGGED = 0.05  # the share of diagnosed images allowed a flat or jagged loss curve
 JAGGED = 2.0  # a curve is jagged when its total variation exceeds this many times its range
