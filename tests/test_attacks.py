@@ -277,7 +277,7 @@ def test_a_wrong_setting_stops_before_any_work_naming_its_key(override, message)
 
 def test_an_override_of_one_attack_keeps_the_others():
     cfg = load_experiment(CONFIG, ["attacks.square.loss=ce"]).jobs["sparse_cnn2"]
-    assert len(cfg.attacks) == 16 and cfg.attacks["square"].loss == "ce"
+    assert len(cfg.attacks) == 17 and cfg.attacks["square"].loss == "ce"
     assert cfg.attacks["pgd_ce_relu"].surrogate == "relu"
 
 
@@ -471,3 +471,43 @@ def test_our_autoattack_chain_fools_exactly_the_images_the_library_chain_does():
             ours_wrong, their_wrong = model(adv).argmax(1) != y, model(theirs).argmax(1) != y
         assert torch.equal(ours_wrong, their_wrong)
         assert [bool(f) for f in fooled_by] == ours_wrong.tolist()
+
+
+def test_a_rerun_keeps_only_the_steps_whose_settings_are_unchanged(tmp_path):
+    from experiments.core.lifecycle import Run
+    from experiments.core.records import write_jsonl
+    from experiments.robust.adversarial import plan, resume, settings
+    cfg = load_experiment(CONFIG, ["images=10"]).jobs["sparse_cnn2"]
+    steps = {s.name: s for s in plan(cfg)}
+    old_fgsm = {"attack": "fgsm", **settings(steps["fgsm"])}
+    for key in ("temperature", "eot", "eot_std", "threat"):  # a record from before they existed
+        old_fgsm.pop(key)
+    changed = {"attack": "pgd_ce", **settings(steps["pgd_ce"]), "steps": 7}
+    gone = {"attack": "autoattack", "role": "crosscheck", "method": "autoattack"}
+    folder = tmp_path / "run"
+    for name in ("fgsm", "pgd_ce", "autoattack", "pgd_ce_identity"):
+        path = folder / "attacks" / f"{name}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("image,eps,correct\n")
+    write_jsonl(folder / "metrics.jsonl", [old_fgsm, changed, gone])
+    run = Run(folder, finished=False)
+    resume(run, list(steps.values()))
+    assert [r["attack"] for r in run.records] == ["fgsm"]
+    assert sorted(p.stem for p in (folder / "attacks").glob("*.csv")) == ["fgsm",
+                                                                          "pgd_ce_identity"]
+    assert [s for s in steps if s.startswith("autoattack")] == [
+        f"autoattack_eps{e:g}" for e in sorted(cfg.eps, reverse=True)]  # largest eps first
+
+
+def test_pretrained_and_runs_takes_seed_42_shipped_and_the_others_from_run_folders(tiny_runs):
+    from experiments.core.trained import network_source
+    cfg = load_experiment(CONFIG, ["source=pretrained+runs", f"runs={tiny_runs}"]).jobs[
+        "sparse_cnn2"]
+    assert str(network_source(cfg, "sparse_cnn2", 42)[0]) == "models/pretrained/sparse_cnn2.pt"
+    (tiny_runs / "sparse_cnn2" / "seed-43").mkdir(exist_ok=True)
+    for name in ("config.yaml", "checkpoint.pt"):
+        (tiny_runs / "sparse_cnn2" / "seed-43" / name).write_bytes(
+            (tiny_runs / "sparse_cnn2" / "seed-42" / name).read_bytes())
+    weights, config = network_source(cfg, "sparse_cnn2", 43)
+    assert weights == tiny_runs / "sparse_cnn2" / "seed-43" / "checkpoint.pt"
+    assert config == tiny_runs / "sparse_cnn2" / "seed-43" / "config.yaml"

@@ -83,7 +83,7 @@ def worst_markdown(acc, images=None):
     if images is not None:
         auto = images[(images.method == "autoattack") & images.role.isin(["attack"])]
         ran = auto.groupby("label").eps.agg(lambda e: ", ".join(f"{v:g}" for v in sorted(set(e))))
-        wide["AutoAttack at eps"] = ran.reindex(wide.index).fillna("not run")
+        wide["AutoAttack at eps"] = ran.reindex(wide.index).astype(object).fillna("not run")
     return wide.reset_index().rename(columns={"label": "network"})
 
 

@@ -94,12 +94,14 @@ def baseline_of(suite):
 
 def corruption_errors(frame, suite_name, baseline):
     """Per (network, corruption): CE and relative CE against ``baseline`` (fractions), over
-    the readable severities of ``suite_name``'s corruptions; None without the baseline."""
+    the readable severities of ``suite_name``'s corruptions; None without the baseline's."""
     if baseline not in set(frame.network):
         return None
     error = frame.assign(error=1 - frame.accuracy)
     clean = error[error.corruption == CLEAN].set_index("network").error
     part = error[(error.suite == suite_name) & ~error.unreadable]
+    if baseline not in set(part.network):
+        return None
     part = part.assign(added=part.error - part.network.map(clean))
     sums = part.groupby(["network", "corruption"], sort=False)[["error", "added"]].sum()
     base = sums.loc[baseline]
@@ -244,8 +246,9 @@ def write_report(exp_dir, suite=None):
     if mnist_c is not None:
         paths += write_table(frame[frame.suite.isin(["mnist_c", CLEAN])], exp_dir / "mnist_c",
                              markdown=mnist_c, title=f"MNIST-C error (%) ({exp_dir.name})",
-                             notes=[f"Error (%) on {images:,} test images per seed; mCE and "
-                                    f"relative mCE in % of {baseline}'s (module docstring)."])
+                             notes=[f"Error (%) on {images:,} test images per seed; mCE = mean "
+                                    f"of E_c / E_c({baseline}), relative mCE = mean of "
+                                    f"(E_c - E_clean) / (E_c - E_clean)({baseline}), in %."])
     extras = summary_markdown(frame, baseline)
     if extras is not None:
         notes = [f"Accuracy (%) on {images:,} test images per seed, the mean over each "
