@@ -7,7 +7,7 @@ parameter a_s (the ``amounts`` below, for s = 1..5):
 
     gaussian_noise   x + a N(0, 1), clipped                   a = std in pixel units
     salt_and_pepper  each pixel with probability a set to 0 or 1 (even odds)
-    gaussian_blur    x * G_a (separable, radius ceil(3a), edges replicated)   a = std in pixels
+    gaussian_blur    x * G_a (separable, radius int(4a + 0.5), edges replicated)  a = std
     contrast         m + a (x - m), m = the image's mean pixel                a = kept contrast
     brightness       x + a, clipped
     occlusion        one a x a square, placed uniformly inside the image, set to 0 (background)
@@ -17,13 +17,14 @@ parameter a_s (the ``amounts`` below, for s = 1..5):
     translation      shift by a pixels in a uniformly random direction
     pixel_noise      the paper's noise: int(784 a) pixels set to 0.7469 (a = the noise level)
 
-The affine ones are MNIST-C's (Mu & Gilmer, 2019): bilinear resampling about the image centre,
-with the background (0) filling what comes in from outside.
+The affine ones resample as MNIST-C does (Mu & Gilmer, 2019): bilinearly about the image
+centre, with the background (0) filling what comes in from outside; MNIST-C itself, with its
+own corruptions and settings, is data/mnist_c.py. These are kept apart from it.
 """
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +40,8 @@ class Corruption:
     parameter: str  # what its amounts are
     amounts: tuple  # the parameter a_s at severities 1..5
     apply: Callable  # (images, a, generator) -> images
+    unreadable_from: Optional[int] = None  # the first severity whose digits a human no longer
+    #                                        reads (judged by eye from the report's mosaic)
 
     def __call__(self, images, severity, generator=None):
         """``images`` (N, 1, H, W) in [0, 1] corrupted at ``severity`` (0: an unchanged copy)."""
@@ -49,7 +52,7 @@ class Corruption:
         return self.apply(images, self.amounts[severity - 1], generator).clamp(0.0, 1.0)
 
 
-def _random_signs(n, generator):
+def random_signs(n, generator):
     return torch.randint(0, 2, (n,), generator=generator).float() * 2 - 1  # (n,) of +-1
 
 
@@ -63,15 +66,22 @@ def salt_and_pepper(images, fraction, generator):
     return torch.where(hit, salt.to(images.dtype), images)
 
 
-def gaussian_blur(images, std, generator=None):
-    radius = math.ceil(3 * std)
+def blur(images, std, padding="replicate"):
+    """``images`` (N, C, H, W) * a Gaussian of ``std`` pixels: separable, radius
+    int(4 std + 0.5) (scipy's and skimage's), edges ``padding``: replicate or zeros."""
+    radius = int(4 * std + 0.5)
     offsets = torch.arange(-radius, radius + 1, dtype=images.dtype)
     kernel = torch.exp(-offsets ** 2 / (2 * std ** 2))
     kernel = kernel / kernel.sum()
     c = images.shape[1]
-    x = F.pad(images, (radius,) * 4, mode="replicate")
+    x = F.pad(images, (radius,) * 4, mode="replicate") if padding == "replicate" else F.pad(
+        images, (radius,) * 4)
     x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)  # along W
     return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)  # along H
+
+
+def gaussian_blur(images, std, generator=None):
+    return blur(images, std)
 
 
 def contrast(images, kept, generator=None):
@@ -112,21 +122,21 @@ def _linear_maps(a):
 
 
 def rotation(images, degrees, generator):
-    angle = torch.deg2rad(degrees * _random_signs(len(images), generator))
+    angle = torch.deg2rad(degrees * random_signs(len(images), generator))
     cos, sin = torch.cos(angle), torch.sin(angle)
     return affine(images, _linear_maps(torch.stack([torch.stack([cos, -sin], 1),
                                                     torch.stack([sin, cos], 1)], 1)))
 
 
 def shear(images, factor, generator):
-    s = factor * _random_signs(len(images), generator)
+    s = factor * random_signs(len(images), generator)
     ones, zeros = torch.ones_like(s), torch.zeros_like(s)
     return affine(images, _linear_maps(torch.stack([torch.stack([ones, s], 1),
                                                     torch.stack([zeros, ones], 1)], 1)))
 
 
 def scale(images, growth, generator):
-    zoom = (1 + growth) ** _random_signs(len(images), generator)  # (N,)
+    zoom = (1 + growth) ** random_signs(len(images), generator)  # (N,)
     # Sampling at p / zoom shows the content zoom times larger.
     return affine(images, _linear_maps(torch.eye(2).expand(len(images), 2, 2)
                                        / zoom.view(-1, 1, 1)))
@@ -151,8 +161,12 @@ CORRUPTIONS = {
     "contrast": Corruption("contrast", "contrast kept", (0.4, 0.3, 0.2, 0.1, 0.05), contrast),
     "brightness": Corruption("brightness", "added to every pixel",
                              (0.1, 0.2, 0.3, 0.4, 0.5), brightness),
-    "occlusion": Corruption("occlusion", "square side, pixels", (6, 9, 12, 15, 18), occlusion),
-    "rotation": Corruption("rotation", "degrees", (10, 20, 30, 45, 60), rotation),
+    # Judged from the mosaic: a 12-pixel square or larger hides most of a digit, and at 60
+    # degrees 7, 1, 4 and 6 / 9 read as other marks or digits.
+    "occlusion": Corruption("occlusion", "square side, pixels", (6, 9, 12, 15, 18), occlusion,
+                            unreadable_from=3),
+    "rotation": Corruption("rotation", "degrees", (10, 20, 30, 45, 60), rotation,
+                           unreadable_from=5),
     "shear": Corruption("shear", "shear factor", (0.1, 0.2, 0.3, 0.45, 0.6), shear),
     "scale": Corruption("scale", "zoom x(1+a) or /(1+a)", (0.1, 0.2, 0.3, 0.4, 0.5), scale),
     "translation": Corruption("translation", "shift, pixels", (1, 2, 3, 4, 5), translation),

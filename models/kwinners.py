@@ -56,30 +56,62 @@ def k_winners(x, k, scores=None):
     return x.new_zeros(x.shape).scatter_(1, winners, values), winners, values
 
 
+def soft_top_k(x, scores, k, temperature):
+    """The smoothed k-winners proxy (B, n) whose gradient attacks may follow (Tramer et al.,
+    2020: adaptive attacks smooth the selection). With s the boosted scores of a row,
+
+        tau   = (s_(k) + s_(k+1)) / 2     midpoint of the k-th and (k+1)-th largest score
+        sigma = std(s) over the row        (no gradient: the unit of the temperature)
+        proxy = x * sigmoid((s - tau) / (temperature * sigma))
+
+    tau keeps its gradient, so a losing unit's proxy answers to the winners it competes with:
+    the exact backward pass never does. temperature -> 0 gives the winners' mask; a large
+    temperature gives x / 2 (straight-through, halved). With k = n every unit wins: x."""
+    if k >= scores.shape[1]:
+        return x
+    top = scores.topk(k + 1, dim=1).values  # (B, k + 1), largest first
+    tau = (top[:, k - 1] + top[:, k]) / 2  # (B,)
+    sigma = scores.detach().std(dim=1, keepdim=True).clamp(min=torch.finfo(x.dtype).tiny)
+    return x * torch.sigmoid((scores - tau[:, None]) / (temperature * sigma))
+
+
 # Backward passes that attacks may put in place of k-winners' own (gradient 1 at the winners,
 # 0 elsewhere): BPDA, "backward pass differentiable approximation" (Athalye et al., 2018).
+# Each maps (x (B, n), boosted scores (B, n), k, temperature) to a proxy whose gradient is used.
 SURROGATES = {
-    "identity": lambda x: x,  # straight-through: every unit passes the gradient
-    "relu": torch.relu,  # ReLU-like: the units with positive input pass it
+    "identity": lambda x, scores, k, temperature: x,  # straight-through: every unit passes it
+    "relu": lambda x, scores, k, temperature: torch.relu(x),  # the units with positive input
+    "soft": soft_top_k,  # a temperature-controlled soft top-k (its temperature required)
 }
+TEMPERED = ("soft",)  # the surrogates that take a temperature
 
 
 @contextlib.contextmanager
-def surrogate_gradients(model, mode):
+def surrogate_gradients(model, mode, temperature=None):
     """Within the block, every k-winners layer of ``model`` keeps its forward pass (outputs
     identical) and takes the backward pass of ``mode`` (a key of SURROGATES, or None for its
-    own)."""
-    if mode is not None and mode not in SURROGATES:
-        raise ValueError(f"surrogate must be one of {', '.join(SURROGATES)} or None, got {mode!r}")
+    own); ``temperature`` (> 0) is the soft top-k's and only its."""
+    check_surrogate(mode, temperature)
     layers = [m for m in model.modules() if isinstance(m, _KWinnersBase)]
-    saved = [m.surrogate for m in layers]
+    saved = [(m.surrogate, m.surrogate_temperature) for m in layers]
     try:
         for m in layers:
-            m.surrogate = mode
+            m.surrogate, m.surrogate_temperature = mode, temperature
         yield model
     finally:
-        for m, old in zip(layers, saved):
-            m.surrogate = old
+        for m, (old, old_temperature) in zip(layers, saved):
+            m.surrogate, m.surrogate_temperature = old, old_temperature
+
+
+def check_surrogate(mode, temperature):
+    """ValueError for an unknown surrogate, or a temperature it does not take or lacks."""
+    if mode is not None and mode not in SURROGATES:
+        raise ValueError(f"surrogate must be one of {', '.join(SURROGATES)} or None, got {mode!r}")
+    if (mode in TEMPERED) != (temperature is not None):
+        raise ValueError(f"temperature: the {', '.join(TEMPERED)} surrogate needs one (> 0) and "
+                         f"the others take none; got {temperature!r} for {mode!r}")
+    if temperature is not None and not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
 
 
 def _check_k(k, n):
@@ -105,6 +137,7 @@ class _KWinnersBase(nn.Module):
         self.register_buffer("duty_cycle", torch.zeros(duty_cycle_shape))
         self.register_buffer("samples_seen", torch.tensor(0, dtype=torch.long))
         self.surrogate = None  # a key of SURROGATES: the backward pass of attacks (BPDA)
+        self.surrogate_temperature = None  # the soft surrogate's temperature
 
     @property
     def k_eval(self):
@@ -127,8 +160,15 @@ class _KWinnersBase(nn.Module):
         out = self._k_winners_flat(x, group)
         if self.surrogate is None:
             return out
-        proxy = SURROGATES[self.surrogate](x)
+        k = self.k if self.training else self.k_eval
+        proxy = SURROGATES[self.surrogate](x, self._boosted(x, group), k,
+                                           self.surrogate_temperature)
         return out.detach() + (proxy - proxy.detach())  # forward: out; backward: proxy's
+
+    def _boosted(self, x, group):
+        """The scores (B, n) that pick the winners: x times its duty cycle's boost factor."""
+        b = x.shape[0]
+        return (x.view(b, -1, group) * self.boost_factors().view(1, -1, 1)).view(b, -1)
 
     def _k_winners_flat(self, x, group):
         """k-winners on ``x`` (B, n) where each duty cycle covers ``group`` consecutive entries."""
@@ -137,7 +177,7 @@ class _KWinnersBase(nn.Module):
         boost = self.boost_factors()  # (n / group,)
         if backend.uses_cpu_kernel(x, self.duty_cycle):
             return kernels.kwinners.k_winners(x, self, boost, group, k)
-        scores = (x.detach().view(b, -1, group) * boost.view(1, -1, 1)).view(b, -1)
+        scores = self._boosted(x.detach(), group)
         out, winners, values = k_winners(x, k, scores)
         if self.training:
             units = winners if group == 1 else winners.div(group, rounding_mode="floor")

@@ -3,6 +3,7 @@ untouched, surrogate gradients on the backward pass only, and the adversarial st
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -11,10 +12,14 @@ from torch import nn
 
 from experiments.cli import load_experiment, run_experiment
 from experiments.robust import adversarial_report, autoattack
-from experiments.robust.attacks import fgsm, margin, pgd, square, square_fraction
-from experiments.robust.checks import all_checks
+from experiments.robust.adversarial_records import Records
+from experiments.robust.attacks import (ddn, eot_gradient, fgsm, margin, pgd, square,
+                                        square_fraction)
+from experiments.robust.checks import all_checks, attack_rows, diagnostics_checks, worst
+from experiments.robust.diagnostics import finite_difference, gradient_stats
 from experiments.robust.harness import PixelModel, bounds, check_constraints, frozen, project
-from models import (ConvLayerConfig, HiddenLayerConfig, NetworkConfig, build_network,
+from experiments.robust.l0 import changed_pixels, check_pixels, sparse_rs
+from models import (ConvLayerConfig, HiddenLayerConfig, KWinners, NetworkConfig, build_network,
                     surrogate_gradients)
 
 CONFIG = "configs/mnist_adversarial.yaml"
@@ -95,6 +100,8 @@ def attacks(model, eps):
     return {"fgsm": lambda x, y: fgsm(model, x, y, eps),
             "pgd": lambda x, y: pgd(model, x, y, eps, 3, "margin", restarts=2, generator=g),
             "pgd-no-stop": lambda x, y: pgd(model, x, y, eps, 3, generator=g, stop_early=False),
+            "pgd-eot": lambda x, y: pgd(model, x, y, eps, 2, "margin", generator=g,
+                                        gradient=eot_gradient(3, 0.05, g)),
             "square": lambda x, y: square(model, x, y, eps, 8, generator=g)}
 
 
@@ -121,8 +128,9 @@ def test_attacks_leave_every_buffer_and_parameter_unchanged():
     assert net.training  # the guard must put it into eval mode
     x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
     with frozen(net):
-        for mode in (None, "identity", "relu"):
-            with surrogate_gradients(net, mode):
+        for mode, temperature in ((None, None), ("identity", None), ("relu", None),
+                                  ("soft", 0.3)):
+            with surrogate_gradients(net, mode, temperature):
                 for attack in attacks(PixelModel(net), 0.2).values():
                     attack(x, y)
     assert not net.training
@@ -176,8 +184,10 @@ def test_adversarial_smoke_records_report_and_resume(tiny_runs, mnist_root, tmp_
     run = exp / "sparse_cnn2" / "seed-42"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     names = [r["attack"] for r in records]
-    assert names[:2] == ["clean", "fgsm"] and "transfer" in names and "pgd_ce@6" in names
-    assert records[-1]["skipped"].startswith("pyautoattack is not installed")
+    assert names[:3] == ["clean", "diagnostics", "fgsm"] and "transfer" in names
+    assert {"autoattack_eps0.2", "ddn", "sparse_rs", "random_pixels", "pgd_ce@6"} <= set(names)
+    auto = next(r for r in records if r["method"] == "autoattack")
+    assert auto["skipped"].startswith("pyautoattack is not installed")
     assert not (run / "done").exists()  # so that a rerun with the package runs that step
     pgd_rows = pd.read_csv(run / "attacks" / "pgd_ce.csv")
     assert sorted(set(pgd_rows.eps)) == [0.2, 1.0] and len(pgd_rows) == 2 * 40
@@ -192,21 +202,26 @@ def test_adversarial_smoke_records_report_and_resume(tiny_runs, mnist_root, tmp_
                                         "checks.md"}
     assert len(paths) == len(set(paths))  # no file written twice under one name
     checks = pd.read_csv(exp / "checks.csv")
-    assert len(set(checks.check)) == 8 and set(checks.network) == {"sparse_cnn2", "dense_cnn2"}
+    assert len(set(checks.check)) == 12 and set(checks.network) == {"sparse_cnn2", "dense_cnn2"}
+    assert {p.name for p in paths} >= {"l0.md", "l0_curves.png", "min_norm.md",
+                                        "diagnostics.md", "loss_along_gradient.png"}
     assert "pyautoattack is not installed" in (exp / "checks.md").read_text()
     # an interrupted job resumes at its first unfinished step and changes nothing before it
     lines = (run / "metrics.jsonl").read_text().splitlines()
     (run / "metrics.jsonl").write_text("".join(line + "\n" for line in lines[:3]))
-    kept = (run / "attacks" / "fgsm.csv").stat().st_mtime_ns
+    kept = (run / "attacks" / "diagnostics.csv").stat().st_mtime_ns
     smoke(tiny_runs, mnist_root, tmp_path)
     assert "0 already done, 2 to run" in capsys.readouterr().out
     again = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["attack"] for r in again] == names
-    assert (run / "attacks" / "fgsm.csv").stat().st_mtime_ns == kept
+    assert (run / "attacks" / "diagnostics.csv").stat().st_mtime_ns == kept
     if autoattack.installed():
-        assert "skipped" not in again[-1] and (run / "done").is_file()
+        auto = next(r for r in again if r["method"] == "autoattack")
+        assert "skipped" not in auto and (run / "done").is_file()
+        assert {"chain", "warnings"} <= set(auto["results"][0])
         adversarial_report.write_report(exp)
-        assert len(set(pd.read_csv(exp / "checks.csv").check)) == 9
+        assert len(set(pd.read_csv(exp / "checks.csv").check)) == 14
+        assert "after square" in (exp / "autoattack.md").read_text()
 
 
 def test_checks_fail_visibly_when_a_gradient_free_attack_beats_white_box():
@@ -219,11 +234,12 @@ def test_checks_fail_visibly_when_a_gradient_free_attack_beats_white_box():
                   "method": "pgd", "attack": "pgd_ce", "correct": white},
                  {"network": "n", "seed": 42, "image": image, "eps": 0.1, "role": "attack",
                   "method": "square", "attack": "square", "correct": square_}]
-    steps = pd.DataFrame([{"network": "n", "results": [{"eps": 0.1, "max_perturbation": 0.1}]}])
-    checks = all_checks(pd.DataFrame(rows), steps).set_index("check")
+    steps = pd.DataFrame([{"network": "n", "method": "pgd",
+                           "results": [{"eps": 0.1, "max_perturbation": 0.1}]}])
+    checks = all_checks(Records(linf=pd.DataFrame(rows), steps=steps)).set_index("check")
     row = checks.loc["white-box <= gradient-free, per image"]
     assert not row.passed and row.detail.startswith("1 of 3 (image, eps) pairs")
-    assert checks.loc["every x' within eps and the [0, 1] box"].passed
+    assert checks.loc["every x' within its threat model and the [0, 1] box"].passed
 
 
 @pytest.mark.slow
@@ -246,7 +262,10 @@ def test_adversarial_smoke_on_smoke_trained_networks(mnist_root, tmp_path, capsy
 
 @pytest.mark.parametrize("override, message", [
     ("attacks.fgsm.method=bim", "attacks.fgsm.method: must be one of fgsm, pgd"),
-    ("attacks.square.surrogate=identity", "square.surrogate: the Square attack uses no gradient"),
+    ("attacks.square.surrogate=identity", "square.surrogate: the square attack uses no gradient"),
+    ("attacks.pgd_ce.surrogate=soft", "pgd_ce.temperature: the soft surrogate needs one"),
+    ("attacks.fgsm.eot=4", "fgsm.eot: only PGD averages its gradient"),
+    ("pixels=[8,4]", "pixels: must be increasing"),
     ("convergence.attacks=[fgsm]", "convergence.attacks: 'fgsm' is not a PGD attack"),
     ("eps=[0.1,1.5]", "eps: must be a non-empty list in (0, 1)"),
     ("data.name=gsc", "data.name: these studies perturb MNIST pixels")])
@@ -258,5 +277,237 @@ def test_a_wrong_setting_stops_before_any_work_naming_its_key(override, message)
 
 def test_an_override_of_one_attack_keeps_the_others():
     cfg = load_experiment(CONFIG, ["attacks.square.loss=ce"]).jobs["sparse_cnn2"]
-    assert len(cfg.attacks) == 8 and cfg.attacks["square"].loss == "ce"
+    assert len(cfg.attacks) == 17 and cfg.attacks["square"].loss == "ce"
     assert cfg.attacks["pgd_ce_relu"].surrogate == "relu"
+
+
+# ---------------------------------------------------------------- masking, made on purpose
+
+class Quantised(nn.Module):
+    """A deliberately masked toy: a linear model on pixels rounded to tenths (a step
+    function), so every input gradient is exactly zero while the forward pass still moves."""
+
+    def __init__(self, linear):
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, x):
+        return self.linear(torch.round(x * 10) / 10 + 0 * x)  # x stays in the graph, at slope 0
+
+
+def masked_case():
+    """The quantised toy on 4x4 images in [0.3, 0.7], correct with a margin only the corner
+    of the eps = 0.3 ball crosses (random starts do not: 5 standard deviations away)."""
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    with torch.no_grad():
+        linear[1].weight.copy_(torch.stack([torch.zeros(16), torch.ones(16)]))
+        linear[1].bias.copy_(torch.tensor([0.0, 0.0]))
+    x = torch.full((6, 1, 4, 4), 0.5)
+    with torch.no_grad():  # class 0 wins by 3.6 at x; the corner x + 0.3 gives class 1 +1.2
+        linear[1].bias[0] = linear(x)[0, 1] + 3.6
+    return Quantised(linear), x, torch.zeros(6, dtype=torch.long)
+
+
+def diagnostics_frame(model, x, y, network):
+    fd = {h: finite_difference(model, x, y, h) for h in (0.001, 0.03)}
+    stats, _ = gradient_stats(model, x, y, fd, 0.3, 11)
+    return pd.DataFrame({"network": network, "gradient": "own", "clean": 1, "image": range(len(x)),
+                         **{k: v.tolist() for k, v in stats.items()}})
+
+
+def test_a_masked_step_function_is_flagged_and_broken_only_without_gradients():
+    toy, x, y = masked_case()
+    smooth = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))  # the same model, unquantised
+    smooth.load_state_dict(toy.linear.state_dict())
+    frame = pd.concat([diagnostics_frame(toy, x, y, "toy"),
+                       diagnostics_frame(smooth, x, y, "smooth")])
+    assert (frame[frame.network == "toy"].grad_norm == 0).all()
+    flags = pd.DataFrame([vars(c) for c in diagnostics_checks(frame)]).set_index(
+        ["network", "check"]).passed
+    assert not flags["toy"].any()  # zero gradient: misaligned, flat; every diagnostic fails
+    assert flags["smooth"].all()
+    g = torch.Generator().manual_seed(0)
+    for adv in (fgsm(toy, x, y, 0.3), pgd(toy, x, y, 0.3, 20, "margin", 2, g)):
+        with torch.no_grad():
+            assert (toy(adv).argmax(1) == y).all()  # the gradient attacks see nothing
+    adv = square(toy, x, y, 0.3, 300, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (toy(adv).argmax(1) != y).all()  # the gradient-free one breaks every image
+
+
+class KWinnersStep(nn.Module):
+    """A k-winners toy whose exact gradient is zero: u = (2 mean(x), 1), k = 1 of 2 winners,
+    z = (2 out_2, 1). While the constant unit wins (mean(x) < 0.5) class 0 wins and nothing
+    in the output depends on x; only the competition between the two units does."""
+
+    def __init__(self):
+        super().__init__()
+        self.u, self.out = nn.Linear(16, 2), nn.Linear(2, 2)
+        self.kw = KWinners(2, 1)
+        with torch.no_grad():
+            self.u.weight.copy_(torch.stack([torch.full((16,), 2 / 16), torch.zeros(16)]))
+            self.u.bias.copy_(torch.tensor([0.0, 1.0]))
+            self.out.weight.copy_(torch.tensor([[0.0, 2.0], [0.0, 0.0]]))
+            self.out.bias.copy_(torch.tensor([0.0, 1.0]))
+
+    def forward(self, x):
+        return self.out(self.kw(self.u(x.flatten(1))))
+
+
+def test_the_soft_top_k_breaks_a_k_winners_step_that_exact_and_bpda_gradients_cannot():
+    toy = KWinnersStep().eval()
+    x, y = torch.full((4, 1, 4, 4), 0.35), torch.zeros(4, dtype=torch.long)
+    for mode in (None, "identity", "relu"):
+        with surrogate_gradients(toy, mode):
+            adv = fgsm(toy, x, y, 0.3, "margin")
+        assert torch.equal(adv, x)  # sign(0): no step at all
+    with surrogate_gradients(toy, "soft", 0.3):
+        adv = pgd(toy, x, y, 0.3, 10, "margin", generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (toy(adv).argmax(1) != y).all()
+
+
+# ---------------------------------------------------------------- minimum norm and L0
+
+def test_ddn_finds_the_linear_models_minimum_l2_distance_and_never_beats_it():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    x = torch.rand(8, 1, 4, 4) * 0.2 + 0.4  # far from the box's faces: the box never binds
+    with torch.no_grad():
+        model[1].bias.copy_(torch.tensor([0.3, 0.0]))
+        z = model(x)
+    y = z.argmax(1)
+    w = model[1].weight.detach()
+    exact = (z[:, 0] - z[:, 1]).abs() / (w[0] - w[1]).norm()  # distance to the boundary
+    adv, distance = ddn(model, x, y, steps=200)
+    with torch.no_grad():
+        assert (model(adv).argmax(1) != y).all()
+    assert torch.allclose(distance, (adv - x).flatten(1).norm(dim=1))
+    assert (distance >= exact * (1 - 1e-5)).all() and (distance <= exact * 1.05).all()
+
+
+@pytest.mark.parametrize("pixels", [1, 3, 39])
+def test_the_l0_attack_never_changes_more_than_t_pixels(pixels):
+    net = PixelModel(small_network().eval())
+    x = torch.rand(10, 1, 28, 28)
+    x[:4] = x[:4].round()  # binary images: a pixel set to its own value is not a change
+    y = torch.randint(0, 10, (10,))
+    adv = sparse_rs(net, x, y, pixels, 30, generator=torch.Generator().manual_seed(0))
+    assert (changed_pixels(adv, x) <= pixels).all() and adv.min() >= 0 and adv.max() <= 1
+    assert check_pixels(adv, x, pixels) <= pixels
+    with pytest.raises(RuntimeError, match="changed"):
+        check_pixels(torch.where(x > 0.5, 0.0, 1.0), x, pixels)
+
+
+def test_the_l0_attack_finds_the_few_pixels_a_linear_model_hangs_on():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].weight[1, :3] = 1.0  # class 1 needs the first three of 8 x 8 pixels lit
+        model[1].bias.copy_(torch.tensor([2.5, 0.0]))
+    x, y = torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)
+    adv = sparse_rs(model, x, y, 3, 3000, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (model(adv).argmax(1) == 1).all()
+    assert (changed_pixels(adv, x) == 3).all()
+
+
+# ---------------------------------------------------------------- the worst case
+
+def test_the_worst_case_is_the_per_image_minimum_over_every_attack_row_present():
+    rng = np.random.default_rng(0)
+    rows = []
+    for attack, role, method, images in [("pgd_ce", "attack", "pgd", 50),
+                                         ("autoattack", "attack", "autoattack", 50),
+                                         ("pgd_ce@100", "convergence", "pgd", 20),
+                                         ("square", "attack", "square", 50)]:
+        for eps in (0.1, 0.2):
+            rows += [{"network": "n", "seed": 42, "attack": attack, "role": role,
+                      "method": method, "eps": eps, "image": i,
+                      "correct": int(rng.random() < 0.7)} for i in range(images)]
+    rows += [{"network": "n", "seed": 42, "attack": "pgd_ce", "role": "attack", "method": "pgd",
+              "eps": 1.0, "image": i, "correct": 0} for i in range(50)]
+    frame = pd.DataFrame(rows)
+    expected = {}
+    for r in rows:
+        if r["eps"] < 1:
+            key = (r["eps"], r["image"])
+            expected[key] = min(expected.get(key, 1), r["correct"])
+    got = worst(attack_rows(frame))
+    assert {(e, i): v for (_, _, e, i), v in got.items()} == expected
+    clean = frame[frame.attack == "pgd_ce"].assign(attack="clean", role="clean", method="clean",
+                                                   eps=0.0, correct=1, surrogate=None,
+                                                   label="N").drop_duplicates("image")
+    acc = adversarial_report.accuracy_frame(pd.concat([clean, frame.assign(surrogate=None,
+                                                                          label="N")]))
+    table = acc[acc.attack == adversarial_report.WORST].set_index("eps").accuracy
+    for eps in (0.1, 0.2):
+        assert table[eps] == pytest.approx(
+            np.mean([v for (e, _), v in expected.items() if e == eps]))
+
+
+@pytest.mark.skipif(not autoattack.installed(), reason="pyautoattack is not installed")
+def test_our_autoattack_chain_fools_exactly_the_images_the_library_chain_does():
+    from pyautoattack import AutoAttack
+    from experiments.robust.config import AutoAttackConfig
+    model = PixelModel(small_network().eval())
+    torch.manual_seed(3)
+    x, y = torch.rand(24, 1, 28, 28), torch.randint(0, 10, (24,))
+    with torch.no_grad():
+        y[:16] = model(x[:16]).argmax(1)  # 16 correct, the rest mostly not
+        keep = model(x).argmax(1) == y
+    x, y = x[keep], y[keep]
+    cfg = AutoAttackConfig(iterations=4, targets=2, queries=30)
+    fab = autoattack.fab_t(model, x, y, cfg, seed=0, batch_size=7)
+    for eps in (0.02, 0.05):
+        adv, fooled_by, _ = autoattack.chain(model, x, y, eps, fab, cfg, 0, 7, len(x))
+        library = AutoAttack(model, version="standard", eps=eps, seed=0)
+        library.apgd.n_iter = library.apgd_targeted.n_iter = library.fab.n_iter = 4
+        library.apgd_targeted.n_target_classes = library.fab.n_target_classes = 2
+        library.square.n_queries = 30
+        with torch.random.fork_rng(devices=[]):
+            theirs, _ = library.run_standard_evaluation(x, y, batch_size=7)
+        with torch.no_grad():
+            ours_wrong, their_wrong = model(adv).argmax(1) != y, model(theirs).argmax(1) != y
+        assert torch.equal(ours_wrong, their_wrong)
+        assert [bool(f) for f in fooled_by] == ours_wrong.tolist()
+
+
+def test_a_rerun_keeps_only_the_steps_whose_settings_are_unchanged(tmp_path):
+    from experiments.core.lifecycle import Run
+    from experiments.core.records import write_jsonl
+    from experiments.robust.adversarial import plan, resume, settings
+    cfg = load_experiment(CONFIG, ["images=10"]).jobs["sparse_cnn2"]
+    steps = {s.name: s for s in plan(cfg)}
+    old_fgsm = {"attack": "fgsm", **settings(steps["fgsm"])}
+    for key in ("temperature", "eot", "eot_std", "threat"):  # a record from before they existed
+        old_fgsm.pop(key)
+    changed = {"attack": "pgd_ce", **settings(steps["pgd_ce"]), "steps": 7}
+    gone = {"attack": "autoattack", "role": "crosscheck", "method": "autoattack"}
+    folder = tmp_path / "run"
+    for name in ("fgsm", "pgd_ce", "autoattack", "pgd_ce_identity"):
+        path = folder / "attacks" / f"{name}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("image,eps,correct\n")
+    write_jsonl(folder / "metrics.jsonl", [old_fgsm, changed, gone])
+    run = Run(folder, finished=False)
+    resume(run, list(steps.values()))
+    assert [r["attack"] for r in run.records] == ["fgsm"]
+    assert sorted(p.stem for p in (folder / "attacks").glob("*.csv")) == ["fgsm",
+                                                                          "pgd_ce_identity"]
+    assert [s for s in steps if s.startswith("autoattack")] == [
+        f"autoattack_eps{e:g}" for e in sorted(cfg.eps, reverse=True)]  # largest eps first
+
+
+def test_pretrained_and_runs_takes_seed_42_shipped_and_the_others_from_run_folders(tiny_runs):
+    from experiments.core.trained import network_source
+    cfg = load_experiment(CONFIG, ["source=pretrained+runs", f"runs={tiny_runs}"]).jobs[
+        "sparse_cnn2"]
+    assert str(network_source(cfg, "sparse_cnn2", 42)[0]) == "models/pretrained/sparse_cnn2.pt"
+    (tiny_runs / "sparse_cnn2" / "seed-43").mkdir(exist_ok=True)
+    for name in ("config.yaml", "checkpoint.pt"):
+        (tiny_runs / "sparse_cnn2" / "seed-43" / name).write_bytes(
+            (tiny_runs / "sparse_cnn2" / "seed-42" / name).read_bytes())
+    weights, config = network_source(cfg, "sparse_cnn2", 43)
+    assert weights == tiny_runs / "sparse_cnn2" / "seed-43" / "checkpoint.pt"
+    assert config == tiny_runs / "sparse_cnn2" / "seed-43" / "config.yaml"

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from data.corruptions import CORRUPTIONS, SEVERITIES, affine, random_squares
+from data.mnist_c import MNIST_C
 from data.noise import add_pixel_noise
 from experiments.cli import load_experiment, run_experiment
 from experiments.robust import corruptions_report
@@ -123,16 +124,22 @@ def test_corruptions_smoke_records_report_and_resume(tiny_runs, mnist_root, tmp_
     exp = smoke(tiny_runs, mnist_root, tmp_path)
     metrics = exp / "sparse_cnn2" / "seed-42" / "metrics.jsonl"
     records = [json.loads(line) for line in metrics.read_text().splitlines()]
-    assert [r["corruption"] for r in records] == ["clean", *CORRUPTIONS]
-    assert all(r["images"] == 200 and r["severity"] == ([0] if r["corruption"] == "clean"
-                                                        else [1, 5]) for r in records)
+    assert [r["corruption"] for r in records] == ["clean", *MNIST_C, *CORRUPTIONS]
+    severity = {"clean": [0], "mnist_c": [1], "extra": [1, 5]}
+    assert all(r["images"] == 200 and r["severity"] == severity[r.get("suite", "clean")]
+               for r in records)
     rotation = next(r for r in records if r["corruption"] == "rotation")
     assert rotation["amounts"] == [10, 60] and rotation["title"] == "rotation"
+    assert {(r["suite"], r["title"]) for r in records if r["corruption"] == "shear"} == {
+        ("mnist_c", "shear"), ("extra", "shear")}  # the same name, kept apart
+    assert (exp / "mnist_c_mosaic.png").is_file() and (exp / "extra_mosaic.png").is_file()
     paths = corruptions_report.write_report(exp)
-    assert {p.name for p in paths} == {"corruptions.md", "corruptions.csv",
-                                      "corruption_curves.png", "corruption_curves.csv"}
+    assert {p.name for p in paths} == {"mnist_c.md", "mnist_c.csv", "corruptions.md",
+                                      "corruptions.csv", "corruption_curves.png",
+                                      "corruption_curves.csv"}
     table = pd.read_csv(exp / "corruptions.csv")
     assert len(table) == 1 + 2 * len(CORRUPTIONS) and (table.lo <= table.accuracy).all()
+    assert len(pd.read_csv(exp / "mnist_c.csv")) == 1 + len(MNIST_C)
     # resumable per corruption: drop the last three lines and rerun
     (exp / "sparse_cnn2" / "seed-42" / "done").unlink()
     metrics.write_text("".join(json.dumps(r) + "\n" for r in records[:-3]))
@@ -150,3 +157,84 @@ def test_corruptions_at_full_size_on_the_tiny_network(tiny_runs, mnist_root, tmp
     corruptions_report.write_report(exp)
     table = pd.read_csv(exp / "corruptions.csv")
     assert (table.images == 10_000).all() and len(table) == 1 + 5 * len(CORRUPTIONS)
+
+
+# ---------------------------------------------------------------- MNIST-C
+
+def test_mnist_c_keeps_shape_dtype_and_range_on_the_8_bit_grid_reproducibly():
+    images = digits()
+    for name, corruption in MNIST_C.items():
+        out = corruption(images, seeded(3))
+        assert out.shape == images.shape and out.dtype == images.dtype, name
+        assert out.min() >= 0 and out.max() <= 1, name
+        assert torch.equal(out * 255, (out * 255).round()), name  # k / 255, as published
+        assert torch.equal(out, corruption(images, seeded(3))), name
+        assert not torch.equal(out, images), name
+    assert torch.equal(images, digits())
+
+
+def test_mnist_c_pixelwise_corruptions_give_their_stated_parameters():
+    gray = torch.full((40, 1, 28, 28), 0.2)
+    shot = MNIST_C["shot_noise"](gray, seeded(0))  # Poisson(3 x) / 3: multiples of 1/3
+    assert set((shot * 3).round().unique().tolist()) <= {0.0, 1.0, 2.0, 3.0}
+    assert shot.mean().item() == pytest.approx(0.2, abs=0.01)
+    assert (shot * 3).var().item() == pytest.approx(0.6, rel=0.1)  # Poisson: var = mean
+    impulse = MNIST_C["impulse_noise"](gray, seeded(0))
+    assert (impulse != gray).double().mean().item() == pytest.approx(0.17, abs=0.01)
+    images = digits()
+    assert torch.allclose(MNIST_C["brightness"](images), (images + 0.5).clamp(max=1),
+                          atol=0.5 / 255)
+    striped = MNIST_C["stripe"](images)
+    assert torch.allclose(striped[..., :7], 1 - images[..., :7], atol=0.5 / 255)
+    assert torch.allclose(striped[..., 7:21], images[..., 7:21], atol=0.5 / 255)
+
+
+def centre_of_mass(images):
+    rows = torch.arange(28.0).view(1, 1, 28, 1)
+    cols = torch.arange(28.0).view(1, 1, 1, 28)
+    mass = images.sum((1, 2, 3))
+    return (images * rows).sum((1, 2, 3)) / mass, (images * cols).sum((1, 2, 3)) / mass
+
+
+def test_mnist_c_geometry_by_its_stated_parameters():
+    bar = torch.zeros(8, 1, 28, 28)
+    bar[..., 13:15, 4:24] = 1.0  # a horizontal bar through the centre
+    turned = MNIST_C["rotate"](bar, seeded(0))
+    i, j = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    w = turned[:, 0]
+    cov = ((w * (i - 13.5) * (j - 13.5)).sum((1, 2)), (w * (j - 13.5) ** 2).sum((1, 2)),
+           (w * (i - 13.5) ** 2).sum((1, 2)))
+    angle = 0.5 * torch.atan2(2 * cov[0], cov[1] - cov[2])  # the bar's axis, radians
+    assert torch.allclose(angle.abs(), torch.full((8,), 0.4), atol=0.03)
+    square = torch.zeros(4, 1, 28, 28)
+    square[..., 4:24, 4:24] = 1.0  # 20 x 20 about the centre
+    scaled = MNIST_C["scale"](square)
+    assert scaled.sum((1, 2, 3)).mean().item() == pytest.approx(400 * 0.7 ** 2, rel=0.05)
+    dot = torch.zeros(16, 1, 28, 28)
+    dot[..., 10:18, 10:18] = 1.0
+    moved = MNIST_C["translate"](dot, seeded(1))
+    di, dj = centre_of_mass(moved)
+    assert set(torch.cat([di, dj]).sub(13.5).abs().round().tolist()) == {3.0}
+    sheared = MNIST_C["shear"](dot, seeded(2))
+    assert torch.allclose(sheared.sum((1, 2, 3)), torch.full((16,), 64 / math.cos(0.4)),
+                          rtol=0.03)  # x reads y / cos(0.4): rows stretch by 1 / cos 0.4
+
+
+def test_mnist_c_lines_blur_and_edges():
+    blank = torch.zeros(12, 1, 28, 28)
+    dotted = MNIST_C["dotted_line"](blank, seeded(0))
+    columns = dotted.sum((0, 1, 2))
+    off = (torch.arange(28) // 2) % 2 == 0
+    assert columns[off].sum() == 0 and (columns[~off][:-1] > 0).all()  # 2 on, 2 off
+    zig = MNIST_C["zigzag"](blank, seeded(0))
+    assert zig.sum((1, 2, 3)).min() > 20 and zig[..., :2].sum() == 0  # from column 2 on
+    images = digits()
+    streaked = MNIST_C["motion_blur"](images, seeded(0))
+    assert streaked.sum().item() == pytest.approx(images.sum().item(), rel=0.02)  # weights sum to 1
+    square = torch.zeros(1, 1, 28, 28)
+    square[..., 8:20, 8:20] = 1.0
+    edges = MNIST_C["canny_edges"](square)
+    assert set(edges.unique().tolist()) == {0.0, 1.0}
+    assert edges[..., 11:17, 11:17].sum() == 0 and edges[..., :5, :].sum() == 0
+    ring = edges[0, 0].nonzero()
+    assert ((ring - 13.5).abs().max(1).values - 6).abs().max() <= 1.0  # on the square's rim

@@ -192,3 +192,30 @@ def test_surrogate_gradients_change_the_backward_pass_only(mode):
     assert layer.surrogate is None  # restored after the block
     (again,) = torch.autograd.grad(layer(x).sum(), x)
     assert torch.equal(again, exact_grad)
+
+
+def test_soft_surrogate_keeps_the_forward_pass_and_spans_exact_to_straight_through():
+    from models import surrogate_gradients
+    torch.manual_seed(0)
+    layer = KWinners2d(4, 20, k_inference_factor=1.5, boost_strength=1.5).eval()
+    x = torch.randn(3, 4, 5, 5, requires_grad=True)
+    exact = layer(x)
+    (exact_grad,) = torch.autograd.grad(exact.sum(), x)
+    grads = {}
+    for temperature in (1e-4, 1.0, 1e4):
+        with surrogate_gradients(layer, "soft", temperature):
+            out = layer(x)
+            (grads[temperature],) = torch.autograd.grad(out.sum(), x)
+        assert torch.equal(out, exact)
+    assert torch.allclose(grads[1e-4], exact_grad, atol=1e-3)  # cold: the winners' mask
+    assert torch.allclose(grads[1e4], torch.full_like(x, 0.5), atol=1e-2)  # hot: x / 2
+    assert not torch.allclose(grads[1.0], exact_grad, atol=1e-2)
+    assert layer.surrogate is None and layer.surrogate_temperature is None
+
+
+@pytest.mark.parametrize("mode, temperature", [("soft", None), ("identity", 0.5), ("soft", 0.0)])
+def test_a_temperature_goes_with_the_soft_surrogate_only(mode, temperature):
+    from models import surrogate_gradients
+    with pytest.raises(ValueError, match="temperature"):
+        with surrogate_gradients(KWinners(10, 3), mode, temperature):
+            pass

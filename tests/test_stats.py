@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from experiments.core.stats import bootstrap_interval, claim, mcnemar, paired, t_interval
+from experiments.core.stats import (bootstrap_interval, claim, mcnemar, mcnemar_claim, paired,
+                                    t_interval)
 
 A = np.array([102_315, 101_020, 103_400, 104_050, 102_510, 99_870])
 B = np.array([97_010, 96_400, 99_900, 98_100, 97_500, 100_020])
@@ -69,3 +70,14 @@ def test_a_claim_states_n_interval_and_tests_and_cannot_be_made_without_n():
         claim("a − b", NoN(), "noise score")
     with pytest.raises(ValueError, match="number of images"):
         claim("a − b", type("Zero", (), {"n": 0})(), "accuracy", units="images")
+
+
+def test_a_mcnemar_claim_states_n_interval_discordant_images_and_p():
+    a = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 0], bool)
+    b = np.array([0, 0, 0, 0, 0, 0, 1, 1, 0, 1], bool)
+    text = mcnemar_claim("a − b", mcnemar(a, b), "worst case at eps 0.1")
+    assert "+50.0 points (80.0% vs 30.0% on the same 10 images" in text
+    assert "only under the first on 6, only under the second on 1" in text
+    assert f"exact McNemar p = {sp.binomtest(6, 7).pvalue:.3g}" in text
+    with pytest.raises(ValueError, match="number of images"):
+        mcnemar_claim("a − b", type("Zero", (), {"n": 0})(), "accuracy")

@@ -18,7 +18,8 @@ test (a binomial test on the discordant images) and the difference in accuracy w
 interval from the paired bootstrap over images.
 
 ``claim`` writes the one sentence a report may say about a comparison: it always states n,
-the interval and the tests, and refuses to write one without n.
+the interval and the tests, and refuses to write one without n; ``mcnemar_claim`` is its
+equivalent for a McNemar comparison (n images, the bootstrap interval, the exact p).
 """
 
 import math
@@ -136,6 +137,21 @@ def claim(subject, comparison, what, units="seeds", source=None, digits=0):
                 f"{f(c.t_low)} to {f(c.t_high)} by t, {f(c.boot_low)} to {f(c.boot_high)} "
                 f"by bootstrap); higher on {c.higher}, lower on {c.lower} of {n} "
                 f"(sign test p = {_p(c.sign_p)}, Wilcoxon p = {_p(c.wilcoxon_p)})")
+    return f"{subject}, {what}: {body}" + (f"; {source}" if source else "") + "."
+
+
+def mcnemar_claim(subject, comparison, what, source=None, digits=1):
+    """One sentence stating ``comparison`` (a McNemar) of ``subject`` ("Sparse CNN-2 - Dense
+    CNN-2") on ``what`` ("worst-case accuracy at eps 0.1"), in accuracy points, with its n,
+    interval, discordant images and exact p. A comparison without n is refused."""
+    n = getattr(comparison, "n", None)
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"mcnemar_claim: {subject}: a comparison needs its number of images (n)")
+    c, f = comparison, (lambda v: _signed(100 * v, digits))
+    body = (f"{f(c.diff)} points ({100 * c.accuracy_a:.{digits}f}% vs "
+            f"{100 * c.accuracy_b:.{digits}f}% on the same {n:,} images; {c.level:.0%} paired "
+            f"bootstrap interval {f(c.low)} to {f(c.high)}); right only under the first on "
+            f"{c.only_a}, only under the second on {c.only_b} (exact McNemar p = {_p(c.p)})")
     return f"{subject}, {what}: {body}" + (f"; {source}" if source else "") + "."
 
 

@@ -5,6 +5,8 @@ a base class of those configs, holds them with their defaults):
 
     source      pretrained: the shipped seed-42 weights (models/pretrained/<network>.pt)
                 runs: the run folders of a train experiment, <runs>/<network>/seed-<seed>/
+                pretrained+runs: the shipped weights for seed 42, the run folders for the
+                other seeds (several seeds without retraining the shipped one)
     runs        source runs: that experiment folder, e.g. results/mnist_table1
     checkpoint  source runs: last (checkpoint.pt) | best (best.pt)
 """
@@ -19,7 +21,8 @@ from experiments.core.records import REPO, load_yaml
 from models import build_network, load_pretrained, network_config, pretrained_info
 from models.pretrained import FOLDER, available, pretrained_config
 
-SOURCES = ("pretrained", "runs")
+SOURCES = ("pretrained", "runs", "pretrained+runs")
+SHIPPED_SEED = 42
 CHECKPOINTS = {"last": "checkpoint.pt", "best": "best.pt"}
 
 
@@ -27,7 +30,7 @@ CHECKPOINTS = {"last": "checkpoint.pt", "best": "best.pt"}
 class TrainedSource:
     """The keys by which a study's job config names its trained network (a base class)."""
     label: str = ""  # how tables name the network (default: its training run's label)
-    source: str = "pretrained"  # pretrained (models/pretrained, seed 42) | runs
+    source: str = "pretrained"  # pretrained (models/pretrained, seed 42) | runs | pretrained+runs
     runs: str = "results/mnist_table1"  # source runs: the experiment folder of the networks
     checkpoint: str = "last"  # source runs: last (checkpoint.pt) | best (best.pt)
 
@@ -46,8 +49,8 @@ def check_source(cfg):
 def network_source(cfg, network, seed):
     """(path of the weights, path of the run's config.yaml or None) for ``cfg.source``;
     ConfigError, before any work, when they are not there."""
-    if cfg.source == "pretrained":
-        if seed != 42:
+    if cfg.source == "pretrained" or (cfg.source == "pretrained+runs" and seed == SHIPPED_SEED):
+        if seed != SHIPPED_SEED:
             raise ConfigError(f"{network} seed {seed}: the shipped networks are seed 42 "
                               f"(use source: runs for other seeds)")
         path = FOLDER / f"{network}.pt"

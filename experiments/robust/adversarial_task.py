@@ -22,26 +22,34 @@ def check(suite):
 
 
 def describe(suite, out_dir):
-    """Print each network's steps: method, loss, surrogate gradient, eps, images, budget."""
+    """Print each network's steps: method, loss, surrogate gradient, budgets, images, cost."""
     for name in suite.run:
         cfg = suite.jobs[name]
         print(f"{name}:")
         for step in plan(cfg):
-            eps = ", ".join(f"{e:g}" for e in step.eps)
-            print(f"  {step.name:24} {step.method:10} loss {step.loss:6} "
-                  f"surrogate {step.surrogate or '-':8} eps [{eps}] on {step.images} images"
+            budgets = ", ".join(f"{e:g}" for e in step.eps)
+            surrogate = step.surrogate or "-"
+            if step.temperature is not None:
+                surrogate += f"@{step.temperature:g}"
+            print(f"  {step.name:24} {step.method:13} {step.threat:4} loss {step.loss:6} "
+                  f"surrogate {surrogate:10} [{budgets}] on {step.images} images"
                   f"{budget(step, cfg)}")
-    print("(a step through a surrogate gradient is skipped on a network without k-winners)")
+    print("(a step through a surrogate gradient is skipped on a network without k-winners; "
+          "budgets: eps for linf, pixels for l0; diagnostics: finite-difference steps)")
 
 
 def budget(step, cfg):
     """What a step spends per image, in words."""
     aa = cfg.autoattack
-    return {"pgd": f", {step.steps} steps, up to {cfg.restarts} runs",
+    eot = f", EOT over {step.eot} draws (std {step.eot_std:g})" if step.eot else ""
+    return {"pgd": f", {step.steps} steps, up to {cfg.restarts} runs{eot}",
             "transfer": f", from {cfg.transfer_from}'s PGD ({step.steps} steps)",
             "square": f", {step.steps} queries",
-            "autoattack": f", {'/'.join(aa.attacks)} ({aa.iterations} steps, {aa.targets} "
-                          f"targets, {aa.queries} queries)"}.get(step.method, "")
+            "autoattack": f", standard: APGD-CE, APGD-T, FAB-T ({aa.iterations} steps, "
+                          f"{aa.targets} targets), Square ({aa.queries} queries)",
+            "ddn": f", {step.steps} steps",
+            "sparse_rs": f", {step.steps} queries per budget",
+            "diagnostics": f", {step.steps} points along the gradient"}.get(step.method, "")
 
 
 TASK = Task("adversarial", AdversarialConfig, run_job, summary, report=write_report,

@@ -1,18 +1,30 @@
-"""The adversarial study's sanity checks, as pure functions of its records (pandas, no torch).
-
-``images`` has one row per (network, seed, step, eps, image) with ``correct`` (0/1) and the
-step's ``role`` and ``method``; ``steps`` one row per step (``results`` as in metrics.jsonl).
-Each check yields Check rows, one per network, that the report writes as PASS / FAIL lines:
+"""The adversarial study's worst case and sanity checks, pure functions of its records (pandas,
+no torch). ``records`` (adversarial_report.Records) holds a frame per threat model: ``linf``
+one row per (network, seed, step, eps, image) with ``correct`` (0/1) and the step's ``role``
+and ``method``; ``l0`` the same per pixel budget; ``diagnostics`` per image and gradient;
+``steps`` one row per step (``results`` as in metrics.jsonl). The worst case of a threat model
+is, per image and budget, the minimum of ``correct`` over every attack row present (roles
+attack and convergence: AutoAttack and the runs with more steps included). Each check yields
+Check rows, one per network, that the report writes as PASS / FAIL lines:
 
     iterative <= single-step    the strongest PGD's accuracy <= FGSM's, at every eps
     monotone in eps             no attack's accuracy (nor the worst case) rises with eps
     eps = 1 gives 0%            every PGD attack fools every image when the ball is the box
     converged                   PGD with more steps within 1 point of the study's PGD
     white-box <= transfer       no image survives every white-box attack but falls to transfer
-    white-box <= gradient-free  ... or to the Square attack (else: gradient masking)
+    white-box <= gradient-free  ... or to our Square attack (else: gradient masking)
+    gradients <= AutoAttack's   ... or to AutoAttack's 5,000-query Square, which runs on what
+      Square                    APGD-CE, APGD-T and FAB-T left (the library's own warning)
+    AutoAttack warnings         pyautoattack raised none (its checks and its Square rule)
     non-zero gradients          no clean image whose input gradient is exactly zero
-    within the threat model     every recorded x' within eps of x
-    harness <= AutoAttack       no image that pyautoattack fools survives the study's attacks
+    aligned with finite         the median cosine between the network's own gradient and the
+      differences               finite-difference gradient >= 0.5 at every step h
+    loss rises along the        at most 5% of the images where the loss never rises along
+      gradient                  sign(g) (flat) ... (on the diagnosed images)
+    smooth along the gradient   ... or zigzags, total variation > 2 x its range (jagged)
+    within the threat model     every recorded x' within eps of x, or within t pixels
+    L0 attack <= random pixels  no image that the paper's random pixels fool survives the L0
+                                attack with as many pixels
 """
 
 from dataclasses import dataclass
@@ -22,7 +34,13 @@ import pandas as pd
 FULL_BOX = 1.0  # at this eps the ball holds the whole box: the job runs every PGD here too
 CONVERGED_POINTS = 1.0  # allowed gap between PGD and PGD with more steps, in accuracy points
 WHITE_BOX = ("fgsm", "pgd")
+WORST_ROLES = ("attack", "convergence")  # the rows the worst case is the minimum over
+AUTOATTACK = ("apgd-ce", "apgd-t", "fab-t", "square")  # its standard version, in its order
+ALIGNED = 0.5  # the median cosine with finite differences below which a gradient is suspect
+FLAT_OR_JAGGED = 0.05  # the share of diagnosed images allowed a flat or jagged loss curve
+JAGGED = 2.0  # a curve is jagged when its total variation exceeds this many times its range
 KEYS = ["network", "seed", "eps", "image"]
+L0_KEYS = ["network", "seed", "pixels", "image"]
 
 
 @dataclass
@@ -33,14 +51,20 @@ class Check:
     detail: str
 
 
-def worst(rows):
-    """Per (network, seed, eps, image): 1 if correct under every attack in ``rows``."""
-    return rows.groupby(KEYS).correct.min()
+def worst(rows, keys=KEYS):
+    """Per (network, seed, budget, image): 1 if correct under every attack in ``rows``."""
+    return rows.groupby(keys).correct.min()
 
 
 def attack_rows(images):
-    """The rows of the attacks in the worst case, at the table's eps (not eps = 1)."""
-    return images[(images.role == "attack") & (images.eps < FULL_BOX)]
+    """The rows of every attack in the worst case, at the table's eps (not eps = 1)."""
+    return images[images.role.isin(WORST_ROLES) & (images.eps < FULL_BOX)]
+
+
+def l0_worst(l0):
+    """The L0 worst case per (network, seed, pixels, image): the clean image (no pixel
+    changed is within every budget) and every L0 row, attack or random."""
+    return worst(l0, L0_KEYS)
 
 
 def accuracy(rows, by):
@@ -122,6 +146,75 @@ def white_box_vs(images, method, title):
                     if len(escaped) else f"no image of {len(g)} (image, eps) pairs")
 
 
+def gradient_rows(rows):
+    """Rows of every gradient attack: ours, and AutoAttack's with the images that only its
+    Square (run last, on what APGD-CE, APGD-T and FAB-T left) fooled counted as correct."""
+    ours = rows[rows.method.isin(WHITE_BOX)]
+    auto = rows[rows.method == "autoattack"]
+    auto = auto.assign(correct=auto.correct.where(auto.fooled_by != "square", 1))
+    return pd.concat([ours, auto])
+
+
+def gradients_vs_aa_square(images):
+    rows = attack_rows(images)
+    auto = rows[rows.method == "autoattack"]
+    if auto.empty:
+        return
+    white = worst(gradient_rows(rows)).rename("white")
+    square = auto.set_index(KEYS).fooled_by.eq("square").rename("square")
+    both = pd.concat([white, square], axis=1, join="inner").reset_index()
+    for network, g in both.groupby("network"):
+        escaped = g[(g.white == 1) & g.square]
+        per_eps = ", ".join(f"eps {e:g}: {n}" for e, n in escaped.groupby("eps").size().items())
+        yield Check("gradients <= AutoAttack's Square, per image", network, escaped.empty,
+                    f"{len(escaped)} of {len(g)} (image, eps) pairs survive every gradient "
+                    f"attack but fall to AutoAttack's Square" + (f" ({per_eps})" if per_eps
+                                                                  else ""))
+
+
+def autoattack_warnings(steps):
+    auto = steps[steps.method == "autoattack"]
+    auto = auto[auto.skipped.isna()] if "skipped" in auto else auto
+    for network, g in auto.groupby("network"):
+        found = [f"eps {r['eps']:g}: {w}" for rs in g.results for r in rs
+                 for w in r.get("warnings", [])]
+        yield Check("AutoAttack raised no warning", network, not found,
+                    "; ".join(dict.fromkeys(found)) or "none, at any eps")
+
+
+def diagnostics_checks(diagnostics):
+    if diagnostics is None:
+        return
+    own = diagnostics[diagnostics.gradient == "own"]
+    cosines = [c for c in own if c.startswith("fd_cos@")]
+    for network, g in own.groupby("network"):
+        medians = {c.split("@")[1]: g[c].median() for c in cosines}
+        yield Check("own gradient aligned with finite differences", network,
+                    all(m >= ALIGNED for m in medians.values()),
+                    ", ".join(f"median cosine {m:.2f} at h = {h}" for h, m in medians.items())
+                    + f" (threshold {ALIGNED:g}; {len(g)} images)")
+        flat, jagged = (g.rise <= 0).mean(), (g.roughness > JAGGED).mean()
+        yield Check("loss rises along the own gradient", network, flat <= FLAT_OR_JAGGED,
+                    f"flat on {_pct(flat)} of {len(g)} images (allowed "
+                    f"{_pct(FLAT_OR_JAGGED)})")
+        yield Check("loss smooth along the own gradient", network, jagged <= FLAT_OR_JAGGED,
+                    f"jagged (total variation > {JAGGED:g} x range) on {_pct(jagged)} of "
+                    f"{len(g)} images (allowed {_pct(FLAT_OR_JAGGED)})")
+
+
+def l0_vs_random(l0):
+    if l0 is None:
+        return
+    attacked = worst(l0[l0.method == "sparse_rs"], L0_KEYS).rename("attack")
+    noise = worst(l0[l0.method == "random_pixels"], L0_KEYS).rename("random")
+    both = pd.concat([attacked, noise], axis=1, join="inner").reset_index()
+    for network, g in both.groupby("network"):
+        missed = g[(g.attack == 1) & (g.random == 0)]
+        yield Check("L0 attack <= random pixels, per image", network, missed.empty,
+                    f"{len(missed)} of {len(g)} (image, budget) pairs fooled by random pixels "
+                    f"survive the L0 attack")
+
+
 def zero_gradients(images):
     clean = images[images.role == "clean"]
     for network, g in clean.groupby("network"):
@@ -133,31 +226,27 @@ def zero_gradients(images):
 
 def threat_model(steps):
     for network, g in steps.groupby("network"):
-        results = [r for rs in g.results.dropna() for r in rs if "max_perturbation" in r]
-        over = [r for r in results if r["max_perturbation"] > r["eps"]]
-        largest = max((r["max_perturbation"] - r["eps"] for r in results), default=0.0)
-        yield Check("every x' within eps and the [0, 1] box", network, not over,
-                    f"{len(results)} (step, eps) results; largest |x' - x| - eps = {largest:.3g}")
+        results = [r for rs in g.results.dropna() for r in rs]
+        linf = [r for r in results if "max_perturbation" in r]
+        l0 = [r for r in results if "max_changed" in r]
+        over = ([r for r in linf if r["max_perturbation"] > r["eps"]]
+                + [r for r in l0 if r["max_changed"] > r["pixels"]])
+        largest = max((r["max_perturbation"] - r["eps"] for r in linf), default=0.0)
+        yield Check("every x' within its threat model and the [0, 1] box", network, not over,
+                    f"{len(linf)} L-inf (step, eps) results, largest |x' - x| - eps = "
+                    f"{largest:.3g}; {len(l0)} L0 results within their pixel budgets"
+                    if not over else f"{len(over)} results outside")
 
 
-def harness_vs_autoattack(images):
-    cross = images[images.role == "crosscheck"]
-    ours = worst(attack_rows(images)).rename("ours")
-    for network, g in cross.groupby("network"):
-        both = pd.concat([worst(g).rename("autoattack"), ours], axis=1, join="inner")
-        missed = both[(both.autoattack == 0) & (both.ours == 1)]
-        yield Check("harness <= AutoAttack, per image", network, missed.empty,
-                    f"{len(missed)} of {len(both)} (image, eps) pairs fooled by AutoAttack "
-                    f"survive every attack of the study; AutoAttack "
-                    f"{_pct(both.autoattack.mean())}, ours {_pct(both.ours.mean())} there")
-
-
-def all_checks(images, steps):
+def all_checks(records):
     """Every Check, as a DataFrame in the order of the module docstring."""
+    images, steps = records.linf, records.steps
     found = [*iterative_vs_single(images), *monotone(images), *full_box(images),
              *converged(images),
              *white_box_vs(images, "transfer", "white-box <= transfer, per image"),
              *white_box_vs(images, "square", "white-box <= gradient-free, per image"),
-             *zero_gradients(images), *threat_model(steps), *harness_vs_autoattack(images)]
+             *gradients_vs_aa_square(images), *autoattack_warnings(steps),
+             *zero_gradients(images), *diagnostics_checks(records.diagnostics),
+             *threat_model(steps), *l0_vs_random(records.l0)]
     return pd.DataFrame([vars(c) for c in found], columns=["check", "network", "passed",
                                                            "detail"])
