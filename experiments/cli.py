@@ -79,7 +79,8 @@ def _dispatch(args):
     if task.report is not None:
         task.report(exp_dir, suite)
     if task.doc_blocks is not None:  # README.md, docs/*.md: the blocks of this config and out
-        update_docs(args.config, out, lambda folder: task.doc_blocks(folder, suite), exp_dir)
+        update_docs(args.config, out, lambda folder: task.doc_blocks(folder, suite), exp_dir,
+                    args.overrides)
     return 0
 
 

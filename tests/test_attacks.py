@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from experiments.cli import load_experiment, run_experiment
-from experiments.robust import adversarial_report, autoattack
+from experiments.robust import adversarial, adversarial_report, adversarial_task, autoattack
 from experiments.robust.adversarial_records import Records
 from experiments.robust.attacks import (ddn, eot_gradient, fgsm, margin, pgd, square,
                                         square_fraction)
@@ -206,6 +206,14 @@ def test_adversarial_smoke_records_report_and_resume(tiny_runs, mnist_root, tmp_
     assert {p.name for p in paths} >= {"l0.md", "l0_curves.png", "min_norm.md",
                                         "diagnostics.md", "loss_along_gradient.png"}
     assert "pyautoattack is not installed" in (exp / "checks.md").read_text()
+    suite = load_experiment(CONFIG, ["source=runs", f"runs={tiny_runs}", "images=40",
+                                     "run=[sparse_cnn2,dense_cnn2]", f"data.root={mnist_root}"],
+                            smoke=True)
+    progress = adversarial_task.progress_markdown(exp, suite).splitlines()
+    sparse = next(line for line in progress if line.startswith("| sparse_cnn2 | 42 |"))
+    planned = len(adversarial.plan(suite.jobs["sparse_cnn2"]))
+    assert f"| {planned - 1} of {planned} |" in sparse  # all but AutoAttack's step
+    assert sparse.endswith("| autoattack_eps0.2 |")
     # an interrupted job resumes at its first unfinished step and changes nothing before it
     lines = (run / "metrics.jsonl").read_text().splitlines()
     (run / "metrics.jsonl").write_text("".join(line + "\n" for line in lines[:3]))
@@ -511,3 +519,27 @@ def test_pretrained_and_runs_takes_seed_42_shipped_and_the_others_from_run_folde
     weights, config = network_source(cfg, "sparse_cnn2", 43)
     assert weights == tiny_runs / "sparse_cnn2" / "seed-43" / "checkpoint.pt"
     assert config == tiny_runs / "sparse_cnn2" / "seed-43" / "config.yaml"
+
+
+def test_paired_comparisons_use_only_the_attacks_both_networks_ran():
+    """A step network b has not reached yet is left out of both worst cases; one b skipped as
+    not its kind (a surrogate gradient without k-winners) keeps a's rows."""
+    from experiments.robust.adversarial_views import comparable
+    from experiments.robust.checks import NOT_ITS_KIND
+
+    def row(net, attack, correct):
+        return {"network": net, "seed": 42, "image": 0, "eps": 0.1, "attack": attack,
+                "role": "attack", "correct": correct}
+
+    rows = pd.DataFrame([row("a", "pgd", 1), row("a", "soft", 0), row("a", "square", 0),
+                         row("b", "pgd", 1)])
+    steps = pd.DataFrame([{"network": "a", "seed": 42, "attack": n, "base": n, "skipped": None}
+                          for n in ("pgd", "soft", "square")]
+                         + [{"network": "b", "seed": 42, "attack": "pgd", "base": "pgd",
+                             "skipped": None},
+                            {"network": "b", "seed": 42, "attack": "soft", "base": "soft",
+                             "skipped": NOT_ITS_KIND}])
+    kept = comparable(rows, steps, "a", "b", 42, "eps")
+    assert sorted(zip(kept.network, kept.attack)) == [("a", "pgd"), ("a", "soft"), ("b", "pgd")]
+    assert worst(kept).loc[("a", 42, 0.1, 0)] == 0  # soft still counts against a
+    assert comparable(rows[rows.network == "a"], steps, "a", "b", 42, "eps") is None

@@ -238,3 +238,26 @@ def test_mnist_c_lines_blur_and_edges():
     assert edges[..., 11:17, 11:17].sum() == 0 and edges[..., :5, :].sum() == 0
     ring = edges[0, 0].nonzero()
     assert ((ring - 13.5).abs().max(1).values - 6).abs().max() <= 1.0  # on the square's rim
+
+
+def test_per_corruption_paired_table_pairs_the_seeds_of_each_corruption():
+    """Per MNIST-C corruption, the two networks' errors are paired seed by seed: A lower on
+    every seed gives 'n of n' and a negative interval; unreadable severities are left out."""
+    import pandas as pd
+
+    from experiments.robust.corruptions_report import per_corruption_paired
+
+    rows = []
+    for seed, (a_wrong, b_wrong) in zip([1, 2, 3], [(10, 30), (12, 31), (11, 29)]):
+        for net, wrong in (("a", a_wrong), ("b", b_wrong)):
+            base = {"network": net, "label": net.upper(), "seed": seed, "suite": "mnist_c",
+                    "corruption": "fog", "title": "fog", "images": 1000}
+            rows.append({**base, "severity": 1, "unreadable": False, "correct": 1000 - wrong})
+            rows.append({**base, "severity": 2, "unreadable": True, "correct": 0})
+    table = per_corruption_paired(pd.DataFrame(rows), [("a", "b")])
+    line = table.splitlines()[2]
+    assert line.startswith("| fog | A − B | 1.1 | 3.0 | -1.9 |"), line
+    assert "| 3 of 3 |" in line
+    low, high = [float(v) for v in line.split("|")[6].split(" to ")]
+    assert low < -1.9 < high < 0
+    assert per_corruption_paired(pd.DataFrame(rows), [("a", "c")]) is None

@@ -4,8 +4,9 @@
     | network | ... |               the block's body, as the report's doc_blocks() builds it
     <!-- end generated -->
 
-The opening marker quotes the command that regenerates the block (its config and --out name
-the experiment folder whose records it is built from) and names the block: a key of the
+The opening marker quotes the command that regenerates the block (its config, its --set
+overrides and its --out name the experiment folder whose records it is built from) and names
+the block: a key of the
 dict that the task's ``doc_blocks(exp_dir, suite)`` returns. Running that command (or any run of
 that config into that folder) fills the block again; tests/test_docs.py fails when a body
 differs from what the records give. Pure text functions, but for ``doc_files`` and
@@ -31,14 +32,25 @@ class Block:
     command: str
     config: str
     out: str
+    sets: tuple  # the command's --set overrides, sorted
     name: str
     span: tuple  # (start, end) of the body in the text
 
 
 def find_blocks(text):
     """Every generated block of ``text``, in order."""
-    return [Block(m["command"], *command_paths(m["command"]), m["name"], m.span("body"))
+    return [Block(m["command"], *command_paths(m["command"]), command_sets(m["command"]),
+                  m["name"], m.span("body"))
             for m in MARKER.finditer(text)]
+
+
+def command_sets(command):
+    """The --set KEY=VALUE overrides of a run.py command, sorted (two commands of one config
+    that differ in them, e.g. in the experiment's name, fill different blocks)."""
+    words = shlex.split(command)
+    sets = [words[i + 1] for i, word in enumerate(words[:-1]) if word == "--set"]
+    sets += [word.split("=", 1)[1] for word in words if word.startswith("--set=")]
+    return tuple(sorted(sets))
 
 
 def command_paths(command):
@@ -72,20 +84,21 @@ def doc_files(root=ROOT):
             if path.is_file()]
 
 
-def names_this(block, config, out, root=ROOT):
-    """Whether ``block``'s command names this config and out folder (paths compared resolved:
-    the marker's relative to the repository, the command line's relative to the working
-    directory)."""
+def names_this(block, config, out, sets=(), root=ROOT):
+    """Whether ``block``'s command names this config, these --set overrides and this out
+    folder (paths compared resolved: the marker's relative to the repository, the command
+    line's relative to the working directory)."""
     return ((Path(root) / block.config).resolve() == Path(config).resolve()
+            and block.sets == tuple(sorted(sets))
             and (Path(root) / block.out).resolve() == Path(out).resolve())
 
 
-def fill(text, config, out, blocks, root=ROOT):
-    """``text`` with every block of this config and out set to ``blocks[name]``, and the names
-    of the blocks that this report does not build (left as they were)."""
+def fill(text, config, out, blocks, sets=(), root=ROOT):
+    """``text`` with every block of this config, overrides and out set to ``blocks[name]``, and
+    the names of the blocks that this report does not build (left as they were)."""
     missing = []
     for block in reversed(find_blocks(text)):  # from the end, so earlier spans stay valid
-        if not names_this(block, config, out, root):
+        if not names_this(block, config, out, sets, root):
             continue
         if block.name in blocks:
             text = replace_block(text, block, blocks[block.name])
@@ -94,17 +107,17 @@ def fill(text, config, out, blocks, root=ROOT):
     return text, missing
 
 
-def update_docs(config, out, doc_blocks, exp_dir, root=ROOT):
-    """Fill the blocks of README.md and docs/*.md whose marker names ``config`` and ``out``
-    from ``doc_blocks(exp_dir)`` (called only when one does); print and return the files that
-    changed."""
+def update_docs(config, out, doc_blocks, exp_dir, sets=(), root=ROOT):
+    """Fill the blocks of README.md and docs/*.md whose marker names ``config``, the --set
+    overrides ``sets`` and ``out`` from ``doc_blocks(exp_dir)`` (called only when one does);
+    print and return the files that changed."""
     files = [p for p in doc_files(root)
-             if any(names_this(b, config, out, root) for b in find_blocks(p.read_text()))]
+             if any(names_this(b, config, out, sets, root) for b in find_blocks(p.read_text()))]
     blocks = doc_blocks(exp_dir) if files else {}
     changed = []
     for path in files if blocks else []:
         text = path.read_text()
-        new, missing = fill(text, config, out, blocks, root)
+        new, missing = fill(text, config, out, blocks, sets, root)
         for name in missing:
             print(f"docs: {path.name}: this report builds no block {name!r}")
         if new != text:

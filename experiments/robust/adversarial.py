@@ -33,7 +33,7 @@ from experiments.core.lifecycle import open_run
 from experiments.core.records import atomic_write
 from experiments.core.trained import load_network
 from experiments.robust import autoattack as aa
-from experiments.robust.checks import FULL_BOX
+from experiments.robust.checks import FULL_BOX, NOT_ITS_KIND
 from experiments.robust.config import default_budget, threat
 from experiments.robust.harness import PixelModel, frozen, predict, test_images
 from experiments.robust.steps import RUNNERS, has_k_winners
@@ -137,7 +137,7 @@ class Context:
 def skip_reason(ctx, step):
     """Why ``step`` does not run on this network, or None."""
     if step.surrogate and not has_k_winners(ctx.net):
-        return "no k-winners layer: its gradient is the network's own"
+        return NOT_ITS_KIND
     if step.method == "autoattack" and not aa.installed():
         return f"{aa.MISSING} ({aa.INSTALL})"
     return None

@@ -341,6 +341,9 @@ def doc_blocks(exp_dir, suite=None):
         blocks["autoattack"] = markdown_table(autoattack_markdown(cross))
         blocks["autoattack_warnings"] = "\n".join(autoattack_warnings(records.steps)
                                                    or ["- none"]) + "\n"
+    else:  # the docs say so rather than keep an old table
+        blocks["autoattack"] = "AutoAttack has not finished an eps on any network yet.\n"
+        blocks["autoattack_warnings"] = "- none recorded: AutoAttack has not run yet\n"
     if records.l0 is not None:
         blocks["l0"] = markdown_table(views.l0_markdown(views.l0_frame(records)))
     if records.distances is not None:
@@ -349,7 +352,12 @@ def doc_blocks(exp_dir, suite=None):
         blocks["diagnostics"] = markdown_table(views.diagnostics_markdown(
             views.diagnostics_frame(records)))
     pairs = views.paired_frame(records, suite.pairs() if suite is not None else [])
-    if not pairs.empty:
-        blocks["paired"] = "\n".join(f"- {line}" for line in views.paired_claims(
-            pairs, records.labels)) + "\n"
+    if not pairs.empty:  # a table per seed; with several seeds, the claims over seeds too
+        table = views.paired_seed_table(pairs, records.labels)
+        if pairs.seed.nunique() > 1:
+            blocks["paired"] = "\n".join(f"- {line}" for line in views.paired_claims(
+                pairs, records.labels, per_seed=False)) + "\n"
+            blocks["paired_seeds"] = table
+        else:
+            blocks["paired"] = table
     return blocks

@@ -25,7 +25,7 @@ import pandas as pd
 from experiments.core.figures import new_figure, series_colors
 from experiments.core.intervals import clopper_pearson
 from experiments.core.stats import McNemar, claim, mcnemar, mcnemar_claim, paired
-from experiments.robust.checks import JAGGED, attack_rows, l0_worst, worst
+from experiments.robust.checks import JAGGED, NOT_ITS_KIND, attack_rows, l0_worst, worst
 
 MNIST_PIXELS = 784
 
@@ -209,38 +209,74 @@ def loss_figure(curves):
 # ---------------------------------------------------------------- paired comparisons
 
 def paired_frame(records, pairs):
-    """Per (pair, threat, budget, seed): McNemar on the worst case of the shared images."""
-    worst_cases = {"linf": worst(attack_rows(records.linf)).rename_axis(
-        ["network", "seed", "budget", "image"])}
+    """Per (pair, threat, budget, seed): McNemar on the worst case of the shared images, over
+    the attacks that both networks ran (``comparable``)."""
+    threats = {"linf": (attack_rows(records.linf), "eps", worst)}
     if records.l0 is not None:
-        worst_cases["l0"] = l0_worst(records.l0).rename_axis(
-            ["network", "seed", "budget", "image"])
+        threats["l0"] = (records.l0, "pixels", l0_worst)
     rows = []
     for (a, b) in pairs:
-        for threat, w in worst_cases.items():
-            nets = w.index.get_level_values("network")
-            if a not in nets or b not in nets:
-                continue
-            both = pd.concat([w.loc[a].rename("a"), w.loc[b].rename("b")], axis=1,
-                             join="inner").reset_index()
-            for (seed, budget), g in both.groupby(["seed", "budget"]):
-                m = mcnemar(g.a.to_numpy(), g.b.to_numpy())
-                rows.append({"a": a, "b": b, "threat": threat, "budget": budget,
-                             "seed": seed, **vars(m)})
+        for threat, (frame, budget, worst_of) in threats.items():
+            for seed, g in frame[frame.network.isin([a, b])].groupby("seed"):
+                g = comparable(g, records.steps, a, b, seed, budget)
+                if g is None:
+                    continue
+                w = worst_of(g).rename_axis(["network", "seed", "budget", "image"])
+                both = pd.concat([w.loc[a].rename("a"), w.loc[b].rename("b")], axis=1,
+                                 join="inner").reset_index()
+                for budget_value, h in both.groupby("budget"):
+                    m = mcnemar(h.a.to_numpy(), h.b.to_numpy())
+                    rows.append({"a": a, "b": b, "threat": threat, "budget": budget_value,
+                                 "seed": seed, **vars(m)})
     return pd.DataFrame(rows)
+
+
+def comparable(rows, steps, a, b, seed, budget):
+    """The rows of networks ``a`` and ``b`` (one seed) of the (attack, budget) pairs that both
+    ran, or that one ran and the other skipped as not its kind (a surrogate gradient on a
+    network without k-winners, whose own gradient it ran): a step one network has not reached
+    yet does not count against the other. None without both networks."""
+    if not {a, b} <= set(rows.network):
+        return None
+    keys = {n: set(zip(g.attack, g[budget])) for n, g in rows.groupby("network")}
+    done = steps[(steps.seed == seed) & steps.network.isin([a, b])]
+    not_its_kind = {n: set(g.base.fillna(g.attack)[g.skipped.fillna("") == NOT_ITS_KIND])
+                    for n, g in done.groupby("network")}
+    keep = keys[a] & keys[b]
+    keep |= {k for k in keys[a] if k[0] in not_its_kind.get(b, set())}
+    keep |= {k for k in keys[b] if k[0] in not_its_kind.get(a, set())}
+    pairs = list(zip(rows.attack, rows[budget]))
+    return rows[[k in keep for k in pairs]]
+
+
+def paired_seed_table(frame, labels):
+    """Markdown: per (pair, threat, budget), each seed's worst-case difference a - b in points
+    on the same images, its 95% paired-bootstrap interval and its exact McNemar p."""
+    seeds = sorted(set(frame.seed))
+    lines = ["| pair | budget | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+             "|---|---|" + "---|" * len(seeds)]
+    for (a, b, threat, budget), g in frame.groupby(["a", "b", "threat", "budget"], sort=False):
+        by_seed = g.set_index("seed")
+        cells = [f"{100 * by_seed['diff'][s]:+.1f} [{100 * by_seed['low'][s]:+.1f}, "
+                 f"{100 * by_seed['high'][s]:+.1f}], p {by_seed['p'][s]:.2g}"
+                 if s in by_seed.index else "-" for s in seeds]
+        lines.append(f"| {labels[a]} − {labels[b]} | {budget_name(threat, budget)} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def budget_name(threat, budget):
     return f"eps {budget:g}" if threat == "linf" else f"{int(budget)} pixels"
 
 
-def paired_claims(frame, labels):
-    """One sentence per (pair, threat, budget): McNemar per seed; over seeds, with several."""
+def paired_claims(frame, labels, per_seed=True):
+    """One sentence per (pair, threat, budget): McNemar per seed (unless not ``per_seed``);
+    over seeds, with several."""
     lines = []
     for (a, b, threat, budget), g in frame.groupby(["a", "b", "threat", "budget"], sort=False):
         subject = f"{labels[a]} − {labels[b]}"
         what = f"worst-case accuracy at {budget_name(threat, budget)} ({threat})"
-        for row in g.itertuples():
+        for row in (g.itertuples() if per_seed or len(g) == 1 else []):
             m = McNemar(**{k: getattr(row, k) for k in McNemar.__dataclass_fields__})
             lines.append(mcnemar_claim(subject, dataclasses.replace(m, n=int(m.n)),
                                        f"{what}, seed {row.seed}"))

@@ -40,6 +40,7 @@ ALIGNED = 0.5  # the median cosine with finite differences below which a gradien
 FLAT_OR_JAGGED = 0.05  # the share of diagnosed images allowed a flat or jagged loss curve
 JAGGED = 2.0  # a curve is jagged when its total variation exceeds this many times its range
 KEYS = ["network", "seed", "eps", "image"]
+NOT_ITS_KIND = "no k-winners layer: its gradient is the network's own"  # a step's skip reason
 L0_KEYS = ["network", "seed", "pixels", "image"]
 
 

@@ -232,6 +232,38 @@ def paired_claims(seeds, pairs, baseline):
     return lines
 
 
+def per_corruption_paired(seeds, pairs, suite_name="mnist_c"):
+    """Markdown: per pair and corruption of ``suite_name`` (its readable severities), the error
+    of each network (%, mean over seeds) and their difference paired over the seeds that both
+    ran (at least two): mean, 95% t interval, on how many seeds the first is lower, Wilcoxon
+    p; None when no pair has two seeds."""
+    part = seeds[((seeds.suite == suite_name) & ~seeds.unreadable)]
+    if part.empty:
+        return None
+    error = (part.assign(error=100 * (1 - part.correct / part.images))
+             .groupby(["network", "seed", "corruption", "title"], sort=False).error.mean()
+             .reset_index())
+    labels = seeds.drop_duplicates("network").set_index("network").label
+    rows = []
+    for a, b in pairs:
+        for (corruption, title), g in error.groupby(["corruption", "title"], sort=False):
+            table = g.pivot(index="seed", columns="network", values="error")
+            if a not in table or b not in table:
+                continue
+            both = table[[a, b]].dropna()
+            if len(both) < 2:
+                continue
+            c = paired(both[a], both[b])
+            rows.append(f"| {title} | {labels[a]} − {labels[b]} | {both[a].mean():.1f} | "
+                        f"{both[b].mean():.1f} | {c.mean:+.1f} | {c.t_low:+.1f} to "
+                        f"{c.t_high:+.1f} | {c.lower} of {c.n} | {c.wilcoxon_p:.3g} |")
+    if not rows:
+        return None
+    return ("| corruption | pair | error A (%) | error B (%) | A − B (points) | 95% interval "
+            "(t) | A lower on | Wilcoxon p |\n|---|---|---|---|---|---|---|---|\n"
+            + "\n".join(rows) + "\n")
+
+
 def write_report(exp_dir, suite=None):
     """Write the tables and figure of a corruptions experiment; return the paths."""
     exp_dir = Path(exp_dir)
@@ -259,10 +291,14 @@ def write_report(exp_dir, suite=None):
                              notes=notes, markdown=extras,
                              title=f"Accuracy under the extra corruptions ({exp_dir.name})")
         paths += save_figure(*curves_figure(frame), exp_dir / "corruption_curves")
-    claims = paired_claims(seeds, suite.pairs() if suite is not None else [], baseline)
+    pairs = suite.pairs() if suite is not None else []
+    claims = paired_claims(seeds, pairs, baseline)
     if claims:
+        table = per_corruption_paired(seeds, pairs)
         atomic_write(exp_dir / "paired.md", "# Paired over seeds\n\n"
-                     + "\n".join(f"- {c}" for c in claims) + "\n")
+                     + "\n".join(f"- {c}" for c in claims) + "\n"
+                     + (f"\nPer MNIST-C corruption, paired over seeds:\n\n{table}" if table
+                        else ""))
         paths.append(exp_dir / "paired.md")
     print("report: wrote " + ", ".join(str(p) for p in paths))
     return paths
@@ -270,7 +306,8 @@ def write_report(exp_dir, suite=None):
 
 def doc_blocks(exp_dir, suite=None):
     """The docs' blocks: mnist_c (its table), corruptions (the extras' summary), unreadable
-    (which severities were left out) and paired (the claims over seeds)."""
+    (which severities were left out), paired (the claims over seeds) and paired_corruptions
+    (per MNIST-C corruption, paired over seeds)."""
     seeds = load_seed_frame(exp_dir)
     if seeds is None:
         return {}
@@ -283,7 +320,11 @@ def doc_blocks(exp_dir, suite=None):
     if extras is not None:
         blocks["corruptions"] = markdown_table(extras)
         blocks["unreadable"] = unreadable_note(frame)
-    claims = paired_claims(seeds, suite.pairs() if suite is not None else [], baseline)
+    pairs = suite.pairs() if suite is not None else []
+    claims = paired_claims(seeds, pairs, baseline)
     if claims:
         blocks["paired"] = "\n".join(f"- {c}" for c in claims)
+        table = per_corruption_paired(seeds, pairs)
+        if table:
+            blocks["paired_corruptions"] = table
     return blocks
