@@ -543,3 +543,16 @@ def test_paired_comparisons_use_only_the_attacks_both_networks_ran():
     assert sorted(zip(kept.network, kept.attack)) == [("a", "pgd"), ("a", "soft"), ("b", "pgd")]
     assert worst(kept).loc[("a", 42, 0.1, 0)] == 0  # soft still counts against a
     assert comparable(rows[rows.network == "a"], steps, "a", "b", 42, "eps") is None
+
+
+def test_minimum_norm_table_says_not_run_for_a_norm_a_network_lacks():
+    from experiments.robust.adversarial_views import min_norm_markdown
+
+    frame = pd.DataFrame([
+        {"network": "a", "label": "A", "norm": "l2", "median": 1.5, "q25": 1.0, "q75": 2.0},
+        {"network": "a", "label": "A", "norm": "linf", "median": 0.1, "q25": 0.05, "q75": 0.2},
+        {"network": "b", "label": "B", "norm": "l2", "median": 1.2, "q25": 1.1, "q75": 1.3}])
+    table = min_norm_markdown(frame).set_index("network")
+    assert table.loc["A", "median L-inf (FAB-T) [quartiles]"] == "0.100 [0.050, 0.200]"
+    assert table.loc["B", "median L-inf (FAB-T) [quartiles]"] == "not run"
+    assert table.loc["B", "median L2 (DDN) [quartiles]"] == "1.200 [1.100, 1.300]"

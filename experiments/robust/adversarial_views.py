@@ -110,7 +110,8 @@ def min_norm_markdown(frame):
     quart = {n: frame[frame.norm == n].set_index("label") for n in frame.norm.unique()}
     cells = {f"median {'L-inf (FAB-T)' if n == 'linf' else 'L2 (DDN)'} [quartiles]":
              [f"{q.loc[label, 'median']:.3f} [{q.loc[label, 'q25']:.3f}, "
-              f"{q.loc[label, 'q75']:.3f}]" for label in wide.index]
+              f"{q.loc[label, 'q75']:.3f}]" if label in q.index else "not run"
+              for label in wide.index]
              for n, q in quart.items()}
     return pd.DataFrame({"network": wide.index, **cells})
 
