@@ -38,13 +38,18 @@ ENV = {**{k: v for k, v in os.environ.items()
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
-def start_nodes(port, head_dir, log):
-    """The head here, the worker in its own mount and UTS namespaces (see the module doc)."""
+def start_nodes(port, head_dir, log, out):
+    """The head here, the worker in its own mount and UTS namespaces (see the module doc). A
+    checkout under /tmp (its environment too) keeps /tmp: then only the head's Ray files and
+    the output folder are hidden from the worker."""
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     run([RAY, "start", "--head", "--port", str(port), "--include-dashboard=false",
          "--temp-dir", head_dir, *NODE], log.with_suffix(".head.log"), check=True)
     hidden = " && ".join(f"mount -t tmpfs none {REPO / name}" for name in CODE)
-    worker = (f"hostname {WORKER} && mount -t tmpfs none /tmp && {hidden} && exec {RAY} start "
+    under_tmp = Path("/tmp") in (*REPO.parents, *Path(sys.executable).parents)
+    tmp = [head_dir, out] if under_tmp else ["/tmp"]
+    hide_tmp = " && ".join(f"mount -t tmpfs none {path}" for path in tmp)
+    worker = (f"hostname {WORKER} && {hide_tmp} && {hidden} && exec {RAY} start "
               f"--address 127.0.0.1:{port} --temp-dir /tmp/ray-worker {' '.join(NODE)}")
     run(["unshare", "-m", "-u", "sh", "-c", worker], log.with_suffix(".worker.log"), check=True)
     wait_for_nodes(port, 2)
@@ -138,7 +143,7 @@ def main(spec_path):
     spec = json.loads(Path(spec_path).read_text())
     out, port = Path(spec["out"]), spec["port"]
     ENV["TMPDIR"] = spec["head"]  # the head's node-local scratch goes with its Ray files
-    start_nodes(port, spec["head"], out / "nodes.log")
+    start_nodes(port, spec["head"], out / "nodes.log", out)
     report = {}
     started = time.perf_counter()
     report["suite"] = {"code": run(driver(port, out / "suite", spec["suite"]),
