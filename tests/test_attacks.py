@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from experiments.cli import load_experiment, run_experiment
-from experiments.robust import adversarial, adversarial_report, adversarial_task, autoattack
+from experiments.robust import (adversarial, adversarial_records, adversarial_report,
+                                adversarial_task, autoattack)
 from experiments.robust.adversarial_records import Records
 from experiments.robust.attacks import (ddn, eot_gradient, fgsm, margin, pgd, square,
                                         square_fraction)
@@ -209,7 +210,8 @@ def test_adversarial_smoke_records_report_and_resume(tiny_runs, mnist_root, tmp_
     suite = load_experiment(CONFIG, ["source=runs", f"runs={tiny_runs}", "images=40",
                                      "run=[sparse_cnn2,dense_cnn2]", f"data.root={mnist_root}"],
                             smoke=True)
-    progress = adversarial_task.progress_markdown(exp, suite).splitlines()
+    steps = adversarial_records.load_records(exp).steps
+    progress = adversarial_task.progress_markdown(steps, suite).splitlines()
     sparse = next(line for line in progress if line.startswith("| sparse_cnn2 | 42 |"))
     planned = len(adversarial.plan(suite.jobs["sparse_cnn2"]))
     assert f"| {planned - 1} of {planned} |" in sparse  # all but AutoAttack's step

@@ -326,9 +326,10 @@ def checks_summary(checks, labels):
     return pd.DataFrame(rows)
 
 
-def doc_blocks(exp_dir, suite=None):
+def doc_blocks(exp_dir, suite=None, progress=None):
     """The docs' blocks, from the records alone: worst_case, autoattack, l0, min_norm,
-    diagnostics, paired (the claims with their tests) and checks (a row per check)."""
+    diagnostics, paired (the claims with their tests) and checks (a row per check); progress,
+    ``progress(records.steps)``, when given (the task's: it knows the plan)."""
     records = load_records(exp_dir)
     if records is None:
         return {}
@@ -360,4 +361,6 @@ def doc_blocks(exp_dir, suite=None):
             blocks["paired_seeds"] = table
         else:
             blocks["paired"] = table
+    if progress is not None:
+        blocks["progress"] = progress(records.steps)
     return blocks

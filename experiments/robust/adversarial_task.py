@@ -5,13 +5,13 @@ or any train experiment's run folders (``source: runs``, ``runs: results/mnist_t
 seeds). Records: experiments/robust/adversarial.py; report: adversarial_report.py.
 """
 
-from pathlib import Path
+import pandas as pd
 
-from experiments.core.runs import load_runs
 from experiments.core.task import Task
 from experiments.core.trained import check_weights
 from experiments.robust import adversarial_report
-from experiments.robust.adversarial import pending, plan, run_job, summary
+from experiments.robust import autoattack as aa
+from experiments.robust.adversarial import plan, run_job, summary
 from experiments.robust.adversarial_report import write_report
 from experiments.robust.config import ADVERSARIAL_SMOKE, AdversarialConfig
 
@@ -56,19 +56,20 @@ def budget(step, cfg):
             "diagnostics": f", {step.steps} points along the gradient"}.get(step.method, "")
 
 
-def progress_markdown(exp_dir, suite):
+def progress_markdown(steps, suite):
     """Markdown: per job of ``suite``, the steps that ran of those planned, their CPU hours
-    (wall where a record predates cpu_seconds) and the steps still to run."""
-    runs = {(r.network, r.seed): r for r in load_runs(exp_dir)}
+    (wall where a record predates cpu_seconds) and the steps still to run; ``steps`` is
+    load_records(...).steps, a row per recorded step."""
     lines = ["| network | seed | steps recorded | CPU hours | still to run |",
              "|---|---|---|---|---|"]
     for name in suite.run:
         planned = [step.name for step in plan(suite.jobs[name])]
         for seed in suite.seeds:
-            run = runs.get((name, seed))
-            records = [r for r in (run.records if run else []) if "attack" in r]
-            ran = {r["attack"] for r in records if not pending(r)}
-            hours = sum(r.get("cpu_seconds") or r.get("seconds") or 0 for r in records) / 3600
+            g = steps[(steps.network == name) & (steps.seed == seed)]
+            waiting = g.skipped.fillna("").str.startswith(aa.MISSING)  # retried by a rerun
+            ran = set(g.attack[~waiting])
+            seconds = g.get("cpu_seconds", pd.Series(dtype=float)).fillna(g.get("seconds"))
+            hours = seconds.fillna(0).sum() / 3600
             todo = [n for n in planned if n not in ran]
             lines.append(f"| {name} | {seed} | {len(planned) - len(todo)} of {len(planned)} | "
                          f"{hours:.2f} | {', '.join(todo) or '-'} |")
@@ -77,10 +78,8 @@ def progress_markdown(exp_dir, suite):
 
 def doc_blocks(exp_dir, suite=None):
     """adversarial_report's blocks, and progress (what ran of the plan; needs the suite)."""
-    blocks = adversarial_report.doc_blocks(exp_dir, suite)
-    if suite is not None and Path(exp_dir).is_dir():
-        blocks["progress"] = progress_markdown(exp_dir, suite)
-    return blocks
+    progress = None if suite is None else (lambda steps: progress_markdown(steps, suite))
+    return adversarial_report.doc_blocks(exp_dir, suite, progress)
 
 
 TASK = Task("adversarial", AdversarialConfig, run_job, summary, report=write_report,
