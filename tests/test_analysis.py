@@ -4,6 +4,7 @@ brute force, and the study end to end on a smoke-trained network."""
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -157,6 +158,38 @@ def test_analysis_smoke_on_run_folders(mnist_root, tiny_runs, tmp_path, capsys):
     assert set(layers.label) == {"tiny sparse_cnn2", "tiny dense_cnn2"}
     for name in ("layers.md", "overlap.png", "weight_norms.png", "angles.png", "duty_cycles.png"):
         assert (folder / name).stat().st_size > 0
+
+
+def test_seeds_table_pairs_each_layers_measures_by_seed_with_the_stats_module():
+    from experiments.analysis.report import seeds_markdown, seeds_table
+    from experiments.core.stats import paired
+    norms = {"a": [0.5, 0.7, 0.6], "b": [0.4, 0.45, 0.7]}  # per seed, both units alike
+    units, overlap = [], []
+    for net, values in norms.items():
+        for seed, norm in zip((42, 43, 44), values):
+            for unit in range(2):
+                units.append({"network": net, "label": net.upper(), "layer": "hidden",
+                              "kind": "k-winners", "seed": seed, "weight_norm": norm,
+                              "initial_weight_norm": 0.5, "fan_in": 4, "fan_in_total": 8,
+                              "angle_all_mean": 80.0, "angle_winners_mean": 70.0,
+                              "duty_cycle": 0.25 + 0.5 * unit, "test_win_rate": 0.5,
+                              "k": 1, "n": 2})
+            for level in (0.0, 0.1, 0.5):
+                overlap.append({"network": net, "layer": "hidden", "seed": seed,
+                                "level": level, "overlap": 1 - level * (seed - 41),
+                                "relative_change": level, "winners": 1, "space": 2})
+    units, overlap = pd.DataFrame(units), pd.DataFrame(overlap)
+    table = seeds_table(units, overlap, pairs=[("a", "b")]).set_index(["compared", "measure"])
+    c = paired(norms["a"], norms["b"])
+    row = table.loc[("A - B", "weight norm")]
+    assert (row.n, row["mean"], row.low, row.high) == pytest.approx((3, c.mean, c.t_low, c.t_high))
+    assert row.sign_p == pytest.approx(c.sign_p) and row.wilcoxon_p == pytest.approx(c.wilcoxon_p)
+    assert table.loc[("A", "norm / initial"), "mean"] == pytest.approx(np.mean(norms["a"]) / 0.5)
+    assert table.loc[("A", "overlap at 50% noise (%)"), "mean"] == pytest.approx(100 * (1 - 1.0))
+    assert table.loc[("A - B", "overlap at 10% noise (%)"), "mean"] == pytest.approx(0.0)
+    shown = seeds_markdown(seeds_table(units, overlap, pairs=[("a", "b")]))
+    assert shown.loc[shown.measure == "weight norm", "A"].item() == "0.600 [0.352, 0.848] (n 3)"
+    assert seeds_table(units[units.seed == 42], overlap, pairs=[("a", "b")]) is None
 
 
 def test_analysis_refuses_missing_runs_before_any_work(tmp_path, capsys):

@@ -14,8 +14,8 @@ from experiments.cli import load_experiment, run_experiment
 from experiments.robust import (adversarial, adversarial_records, adversarial_report,
                                 adversarial_task, autoattack)
 from experiments.robust.adversarial_records import Records
-from experiments.robust.attacks import (ddn, eot_gradient, fgsm, margin, pgd, square,
-                                        square_fraction)
+from experiments.robust.attacks import (ddn, eot_gradient, fgsm, margin, pgd, pgd_targeted,
+                                        square, square_fraction)
 from experiments.robust.checks import all_checks, attack_rows, diagnostics_checks, worst
 from experiments.robust.diagnostics import finite_difference, gradient_stats
 from experiments.robust.harness import PixelModel, bounds, check_constraints, frozen, project
@@ -61,6 +61,24 @@ def test_square_reaches_the_linear_models_closed_form_worst_case_without_gradien
     model, x, y, eps, x_star = linear_case()
     adv = square(model, x, y, eps, queries=200, generator=torch.Generator().manual_seed(0))
     assert torch.equal(adv, x_star)
+
+
+def test_targeted_pgd_aims_at_the_likeliest_wrong_classes_in_turn():
+    # Three classes on 2x2 images at 0.5: class 0 wins (1.5); class 1 is the likeliest wrong
+    # one (1.1) but cannot pass it within eps 0.1 (its margin moves by 0.04 at most); class 2
+    # (0.8) can, by 0.8. The first run aims at class 1 only, the second at class 2.
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[0.0] * 4, [-0.1] * 4, [2.0] * 4]))
+        model[1].bias.copy_(torch.tensor([1.5, 1.3, -3.2]))
+    x, y, eps = torch.full((6, 1, 2, 2), 0.5), torch.zeros(6, dtype=torch.long), 0.1
+    lo, _ = bounds(x, eps)
+    one = pgd_targeted(model, x, y, eps, 40, targets=1, generator=torch.Generator())
+    assert torch.equal(one, lo)  # every step along sign(w_1 - w_0): the low corner, not fooled
+    two = pgd_targeted(model, x, y, eps, 40, targets=2, generator=torch.Generator())
+    with torch.no_grad():
+        assert model(one).argmax(1).tolist() == [0] * 6
+        assert model(two).argmax(1).tolist() == [2] * 6
 
 
 def test_margin_is_the_best_other_class_minus_the_true_one():
@@ -275,6 +293,7 @@ def test_adversarial_smoke_on_smoke_trained_networks(mnist_root, tmp_path, capsy
     ("attacks.square.surrogate=identity", "square.surrogate: the square attack uses no gradient"),
     ("attacks.pgd_ce.surrogate=soft", "pgd_ce.temperature: the soft surrogate needs one"),
     ("attacks.fgsm.eot=4", "fgsm.eot: only PGD averages its gradient"),
+    ("attacks.pgd_ce.targets=9", "pgd_ce.targets: only PGD on the margin"),
     ("pixels=[8,4]", "pixels: must be increasing"),
     ("convergence.attacks=[fgsm]", "convergence.attacks: 'fgsm' is not a PGD attack"),
     ("eps=[0.1,1.5]", "eps: must be a non-empty list in (0, 1)"),
@@ -287,7 +306,7 @@ def test_a_wrong_setting_stops_before_any_work_naming_its_key(override, message)
 
 def test_an_override_of_one_attack_keeps_the_others():
     cfg = load_experiment(CONFIG, ["attacks.square.loss=ce"]).jobs["sparse_cnn2"]
-    assert len(cfg.attacks) == 17 and cfg.attacks["square"].loss == "ce"
+    assert len(cfg.attacks) == 18 and cfg.attacks["square"].loss == "ce"
     assert cfg.attacks["pgd_ce_relu"].surrogate == "relu"
 
 
@@ -507,6 +526,32 @@ def test_a_rerun_keeps_only_the_steps_whose_settings_are_unchanged(tmp_path):
                                                                           "pgd_ce_identity"]
     assert [s for s in steps if s.startswith("autoattack")] == [
         f"autoattack_eps{e:g}" for e in sorted(cfg.eps, reverse=True)]  # largest eps first
+
+
+def test_a_done_run_reopens_for_an_attack_added_since_and_keeps_its_records(tmp_path, capsys):
+    from experiments.core.config import ConfigError
+    from experiments.core.records import write_jsonl
+    from experiments.core.runs import claim_dir, job_list, mark_done, resolved_config
+    from experiments.core.task import reopen_done
+    suite = load_experiment(CONFIG, ["images=10", "run=[sparse_cnn2]"])
+    (job,) = job_list(suite, tmp_path)
+    claim_dir(job.folder, resolved_config(job.config, job.name, job.seed))
+    names = [s.name for s in adversarial.plan(job.config)]
+    write_jsonl(job.folder / "metrics.jsonl", [{"attack": n} for n in names])
+    mark_done(job.folder, len(names))
+    reopen_done(suite, tmp_path, adversarial_task.new_steps)
+    assert (job.folder / "done").is_file() and capsys.readouterr().out == ""  # nothing new
+    before = [n for n in names if n != "pgd_targeted_soft_t01"]  # finished before it existed
+    write_jsonl(job.folder / "metrics.jsonl", [{"attack": n} for n in before])
+    other = load_experiment(CONFIG, ["images=20", "run=[sparse_cnn2]"])  # another config's run
+    with pytest.raises(ConfigError, match="holds a run of a different config"):
+        reopen_done(other, tmp_path, adversarial_task.new_steps)
+    assert (job.folder / "done").is_file()
+    reopen_done(suite, tmp_path, adversarial_task.new_steps)
+    assert not (job.folder / "done").exists()
+    assert "sparse_cnn2 seed 42: reopened (1 new step(s): pgd_targeted_soft_t01)" in (
+        capsys.readouterr().out)
+    assert len((job.folder / "metrics.jsonl").read_text().splitlines()) == len(before)
 
 
 def test_pretrained_and_runs_takes_seed_42_shipped_and_the_others_from_run_folders(tiny_runs):

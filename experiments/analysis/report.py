@@ -9,8 +9,13 @@
     angles.png, .csv       distribution of the per-unit mean angle to the inputs, all inputs and
                            the winning ones (the CSV: the boxes)
     duty_cycles.png, .csv  the sorted training duty cycles of the k-winners layers
+    seeds.md, .csv         with several seeds: each layer's main measures per seed, their mean
+                           over seeds with a 95% t interval, and per pair of the experiment
+                           file's ``compare:`` the paired difference by seed (same seed: same
+                           noisy test sets; experiments/core/stats.py)
 
-Means over seeds where several were analysed; doc_blocks() gives the docs the layer table.
+Means over seeds where several were analysed; doc_blocks() gives the docs the layer table (and
+the seeds table, with several seeds).
 Imports no model and no dataset.
 """
 
@@ -22,6 +27,7 @@ import pandas as pd
 from experiments.core.figures import new_figure, save_figure, series_colors
 from experiments.core.measures import binary_entropy_ratio, entropy_ratio
 from experiments.core.runs import load_runs
+from experiments.core.stats import paired, t_interval
 from experiments.core.tables import markdown_table, write_table
 
 LEVELS_SHOWN = (0.1, 0.3, 0.5)
@@ -136,6 +142,98 @@ def layer_markdown(table):
 
 def _pct_pair(a, b):
     return "" if pd.isna(a) else f"{100 * a:.0f}% / {100 * b:.1f}%"
+
+
+# The measures of a layer compared across seeds: (column of seed_measures, label, scale, digits).
+SEED_MEASURES = (("weight_norm", "weight norm", 1, 3), ("norm_growth", "norm / initial", 1, 3),
+                 ("duty_entropy_binary", "entropy (nupic.torch)", 1, 2),
+                 ("never_win", "units never winning", 1, 0),
+                 ("overlap_0.1", "overlap at 10% noise (%)", 100, 1),
+                 ("overlap_0.5", "overlap at 50% noise (%)", 100, 1),
+                 ("other_digit_overlap", "overlap with another digit (%)", 100, 1))
+
+
+def seed_measures(units, overlap):
+    """One row per (network, layer, seed): the SEED_MEASURES of that seed's layer."""
+    rows = []
+    for (network, layer, seed), group in units.groupby(["network", "layer", "seed"], sort=False):
+        row = layer_table(group, overlap[overlap.seed == seed]).iloc[0]
+        rows.append({"network": network, "label": row.label, "layer": layer, "seed": seed,
+                     "weight_norm": row.weight_norm_mean,
+                     "norm_growth": row.weight_norm_mean / row.weight_norm_initial,
+                     "duty_entropy_binary": row.duty_entropy_binary,
+                     "never_win": row.never_win, "overlap_0.1": row["overlap_0.1"],
+                     "overlap_0.5": row["overlap_0.5"],
+                     "other_digit_overlap": row.other_digit_overlap})
+    return pd.DataFrame(rows)
+
+
+def seeds_table(units, overlap, pairs=()):
+    """Per (network or pair, layer, measure): n seeds, the mean over them with its 95% t
+    interval; for a pair (a, b) the mean of a - b by seed, its intervals and tests. None
+    with fewer than two seeds."""
+    per_seed = seed_measures(units, overlap)
+    if per_seed.seed.nunique() < 2:
+        return None
+    rows = []
+    for (network, layer), group in per_seed.groupby(["network", "layer"], sort=False):
+        for column, name, scale, digits in SEED_MEASURES:
+            values = group[column].dropna().to_numpy() * scale
+            if len(values):
+                low, high = t_interval(values)
+                rows.append({"compared": group.label.iloc[0], "layer": layer, "measure": name,
+                             "n": len(values), "mean": values.mean(), "low": low,
+                             "high": high, "digits": digits})
+    for a, b in pairs:
+        left, right = (per_seed[per_seed.network == n] for n in (a, b))
+        for layer in [l for l in LAYER_ORDER if l in set(left.layer) & set(right.layer)]:
+            la, lb = (f[f.layer == layer].set_index("seed") for f in (left, right))
+            common = sorted(set(la.index) & set(lb.index))
+            for column, name, scale, digits in SEED_MEASURES:
+                va, vb = la.loc[common, column] * scale, lb.loc[common, column] * scale
+                keep = (va.notna() & vb.notna()).to_numpy()
+                if keep.sum() < 1:
+                    continue
+                c = paired(va.to_numpy()[keep], vb.to_numpy()[keep])
+                rows.append({"compared": f"{la.label.iloc[0]} - {lb.label.iloc[0]}",
+                             "layer": layer, "measure": name, "n": c.n, "mean": c.mean,
+                             "low": c.t_low, "high": c.t_high, "boot_low": c.boot_low,
+                             "boot_high": c.boot_high, "sign_p": c.sign_p,
+                             "wilcoxon_p": c.wilcoxon_p, "digits": digits})
+    return pd.DataFrame(rows)
+
+
+def seeds_markdown(table):
+    """seeds_table as one row per (layer, measure): a column per network, mean [95% t
+    interval] over its seeds, and per pair the paired difference with its tests."""
+    def cell(row):
+        fmt = lambda v: "" if pd.isna(v) else f"{v:.{int(row.digits)}f}"  # noqa: E731
+        return f"{fmt(row['mean'])} [{fmt(row.low)}, {fmt(row.high)}] (n {row.n})"
+
+    def p(value):
+        return "" if pd.isna(value) else (f"{value:.3g}" if value >= 1e-3 else f"{value:.1e}")
+    rows = {}
+    for _, row in table.iterrows():
+        out = rows.setdefault((row.layer, row.measure), {"layer": row.layer,
+                                                         "measure": row.measure})
+        out[row.compared] = cell(row)
+        if not pd.isna(row.get("sign_p", np.nan)):
+            out[f"{row.compared}: sign p / Wilcoxon p"] = (f"{p(row.sign_p)} / "
+                                                           f"{p(row.wilcoxon_p)}")
+    frame = pd.DataFrame(list(rows.values()))
+    rank = {name: i for i, name in enumerate(LAYER_ORDER)}
+    order = {name: i for i, (_, name, _, _) in enumerate(SEED_MEASURES)}
+    frame = frame.sort_values(by=["layer", "measure"], key=lambda col: col.map(
+        rank if col.name == "layer" else order), ignore_index=True)
+    return frame.fillna("")
+
+
+SEEDS_NOTES = [
+    "A column per network: the measure's mean over its seeds [95% t interval of that mean] "
+    "(n seeds). A column per pair a - b: the mean of the per-seed differences (the same seed "
+    "gives both networks the same noisy test sets) [95% t interval], then the exact sign test "
+    "and the Wilcoxon signed-rank test; seeds.csv adds the bootstrap intervals "
+    "(experiments/core/stats.py). The measures are those of layers.md, per seed."]
 
 
 def _pair(a, b, spec=".1f"):
@@ -287,13 +385,24 @@ def write_report(exp_dir, suite=None):
                                               "unit", "|w| (L2)"), exp_dir / "weight_norms")
     paths += save_figure(*angles_figure(units), exp_dir / "angles")
     paths += save_figure(*duty_cycle_figure(units), exp_dir / "duty_cycles")
+    seeds = seeds_table(units, overlap, suite.pairs() if suite is not None else ())
+    if seeds is not None:
+        paths += list(write_table(seeds.drop(columns="digits"), exp_dir / "seeds",
+                                  notes=SEEDS_NOTES, markdown=seeds_markdown(seeds),
+                                  title=f"Inside the trained networks over seeds "
+                                        f"({exp_dir.name})"))
     print("report: wrote " + ", ".join(str(p) for p in paths))
     return paths
 
 
 def doc_blocks(exp_dir, suite=None):
-    """The docs' block ``layers``: the table of layers.md, from the records alone."""
+    """The docs' blocks ``layers`` (the table of layers.md) and, with several seeds, ``seeds``
+    (that of seeds.md), from the records alone."""
     units, overlap = load_frames(exp_dir)
     if units is None:
         return {}
-    return {"layers": markdown_table(layer_markdown(layer_table(units, overlap)))}
+    blocks = {"layers": markdown_table(layer_markdown(layer_table(units, overlap)))}
+    seeds = seeds_table(units, overlap, suite.pairs() if suite is not None else ())
+    if seeds is not None:
+        blocks["seeds"] = markdown_table(seeds_markdown(seeds))
+    return blocks

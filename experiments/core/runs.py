@@ -127,6 +127,11 @@ def is_done(folder):
     return (Path(folder) / "done").is_file()
 
 
+def reopen(folder):
+    """Make a done run resumable again: its records stay, ``done`` goes."""
+    (Path(folder) / "done").unlink(missing_ok=True)
+
+
 def mark_done(folder, steps):
     atomic_write(Path(folder) / "done", json.dumps({"finished": now(), "steps": steps}) + "\n")
 

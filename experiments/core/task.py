@@ -18,7 +18,8 @@ from typing import Callable, Optional
 
 from experiments.core.config import ConfigError
 from experiments.core.launch import open_launcher
-from experiments.core.runs import experiment_dir, is_done, job_list, prepare, refuse_reference
+from experiments.core.runs import (claim_dir, experiment_dir, is_done, job_list, prepare,
+                                   refuse_reference, reopen, resolved_config)
 from experiments.core.suite import load_suite
 
 
@@ -35,6 +36,8 @@ class Task:
     before_jobs: Optional[Callable] = None  # (suite, exp_dir): once, before pending jobs
     doc_blocks: Optional[Callable] = None  # (exp_dir) -> {block name: markdown}
     loader: Optional[Callable] = None  # (raw, path, overrides, smoke) -> Suite, if not a suite
+    reopen: Optional[Callable] = None  # (job config, folder) -> why a done run must resume
+    #                                    (steps its experiment file gained since), or None
 
     def load(self, raw, path, overrides=(), smoke=False):
         if self.loader is not None:
@@ -59,6 +62,8 @@ def run_pending(suite, out_root, task, force=False, launcher="local", **options)
     if task.check is not None:
         task.check(suite)
     refuse_reference(out_root)
+    if task.reopen is not None and not force:
+        reopen_done(suite, out_root, task.reopen)
     todo = [job for job in job_list(suite, out_root) if force or not is_done(job.folder)]
     with open_launcher(launcher, todo, **options) as run:
         pending = prepare(suite, out_root, force)
@@ -71,3 +76,13 @@ def run_pending(suite, out_root, task, force=False, launcher="local", **options)
                 task.before_jobs(suite, exp_dir)
             run(pending, task.run_job, task.summary)
     return exp_dir
+
+
+def reopen_done(suite, out_root, why):
+    """Reopen every done run of ``suite`` for which ``why(config, folder)`` gives a reason
+    (the run keeps its records; the next run goes on from them), saying so."""
+    for job in job_list(suite, out_root):
+        if is_done(job.folder) and (reason := why(job.config, job.folder)):
+            claim_dir(job.folder, resolved_config(job.config, job.name, job.seed))  # same config
+            reopen(job.folder)
+            print(f"{job.name} seed {job.seed}: reopened ({reason})")

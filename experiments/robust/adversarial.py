@@ -54,6 +54,7 @@ class Step:
     eot: int = 0
     eot_std: float = 0.0
     threat: str = "linf"
+    targets: int = 0  # PGD: target classes, one run each (0: untargeted)
 
 
 def attack_plan(cfg, name, a):
@@ -66,7 +67,7 @@ def attack_plan(cfg, name, a):
     step = Step(name, "min-norm" if kind == "l2" else "attack", a.method, budgets,
                 min(a.images or cfg.images, cfg.images), a.loss, a.surrogate,
                 a.budget or default_budget(cfg, a.method), a.temperature, a.eot,
-                a.eot_std if a.eot else 0.0, kind)
+                a.eot_std if a.eot else 0.0, kind, a.targets)
     if a.method != "autoattack":
         return [step]
     return [dataclasses.replace(step, name=f"{name}_eps{eps:g}", eps=(eps,))

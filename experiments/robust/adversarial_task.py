@@ -5,8 +5,11 @@ or any train experiment's run folders (``source: runs``, ``runs: results/mnist_t
 seeds). Records: experiments/robust/adversarial.py; report: adversarial_report.py.
 """
 
+from pathlib import Path
+
 import pandas as pd
 
+from experiments.core.records import read_jsonl
 from experiments.core.task import Task
 from experiments.core.trained import check_weights
 from experiments.robust import adversarial_report
@@ -18,6 +21,14 @@ from experiments.robust.config import ADVERSARIAL_SMOKE, AdversarialConfig
 
 def transfer_sources(cfg):
     return [cfg.transfer_from] if any(a.method == "transfer" for a in cfg.attacks.values()) else []
+
+
+def new_steps(cfg, folder):
+    """Why a done run must resume: the steps of its plan that it has no record of (attacks
+    added to the experiment file since it finished), or None."""
+    made = {r["attack"] for r in read_jsonl(Path(folder) / "metrics.jsonl")}
+    missing = [s.name for s in plan(cfg) if s.name not in made]
+    return f"{len(missing)} new step(s): {', '.join(missing)}" if missing else None
 
 
 def check(suite):
@@ -46,7 +57,9 @@ def budget(step, cfg):
     """What a step spends per image, in words."""
     aa = cfg.autoattack
     eot = f", EOT over {step.eot} draws (std {step.eot_std:g})" if step.eot else ""
-    return {"pgd": f", {step.steps} steps, up to {cfg.restarts} runs{eot}",
+    runs = (f"a run per target (the {step.targets} likeliest wrong classes)" if step.targets
+            else f"up to {cfg.restarts} runs")
+    return {"pgd": f", {step.steps} steps, {runs}{eot}",
             "transfer": f", from {cfg.transfer_from}'s PGD ({step.steps} steps)",
             "square": f", {step.steps} queries",
             "autoattack": f", standard: APGD-CE, APGD-T, FAB-T ({aa.iterations} steps, "
@@ -84,4 +97,4 @@ def doc_blocks(exp_dir, suite=None):
 
 TASK = Task("adversarial", AdversarialConfig, run_job, summary, report=write_report,
             describe_suite=describe, smoke_overrides=ADVERSARIAL_SMOKE, check=check,
-            doc_blocks=doc_blocks)
+            doc_blocks=doc_blocks, reopen=new_steps)

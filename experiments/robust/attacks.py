@@ -13,6 +13,9 @@ PGD     x_0 = project(x + eps U(-1, 1)),  x_{t+1} = project(x_t + a sign(grad L(
         a = 2.5 eps / steps, so the steps can cross the ball 2.5 times (Madry et al., 2018).
         An image is fooled at the first misclassified iterate, and with ``stop_early`` it stays
         there; ``restarts`` runs, each after the first only on the images not yet fooled.
+        Targeted (``pgd_targeted``): one run per target class t, the image's most likely
+        wrong classes at x in turn (as APGD-T, Croce & Hein 2020), up z_t - z_y, each run on
+        the images the earlier ones did not fool.
 EOT     PGD whose step follows the mean gradient over ``samples`` draws of Gaussian input
         noise, g = (1/S) sum_s grad L(clip(x_t + std n_s)), n_s ~ N(0, I) (expectation over
         transformation, Athalye et al., 2018): it smooths a jagged landscape at the noise's
@@ -49,11 +52,19 @@ def margin(z, y):
 LOSSES = {"ce": lambda z, y: F.cross_entropy(z, y, reduction="none"), "margin": margin}
 
 
+def targeted_margin(target):
+    """The loss z_t - z_y per image for target classes ``target`` (B,): > 0 once t beats y."""
+    def loss(z, y):
+        return (z.gather(1, target[:, None]) - z.gather(1, y[:, None])).squeeze(1)
+    return loss
+
+
 def input_gradient(model, x, y, loss):
-    """(outputs z (B, classes), grad_x of the summed loss (B, C, H, W)) at ``x``."""
+    """(outputs z (B, classes), grad_x of the summed loss (B, C, H, W)) at ``x``; ``loss``
+    a name of LOSSES or a function (z, y) -> (B,)."""
     x = x.detach().requires_grad_()
     z = model(x)
-    (grad,) = torch.autograd.grad(LOSSES[loss](z, y).sum(), x)
+    (grad,) = torch.autograd.grad((loss if callable(loss) else LOSSES[loss])(z, y).sum(), x)
     return z.detach(), grad
 
 
@@ -89,15 +100,33 @@ def pgd(model, x, y, eps, steps, loss="ce", restarts=1, generator=None, stop_ear
     return adv
 
 
-def pgd_run(model, x, y, eps, steps, loss, generator, stop_early, gradient=input_gradient):
-    """One PGD run from a random start: (x' (B, ...), fooled at some iterate (B,))."""
+def pgd_targeted(model, x, y, eps, steps, targets, generator=None, gradient=input_gradient):
+    """Targeted PGD: run i (of ``targets``) aims each image at its (i + 1)-th most likely
+    class other than y at x, on the images the earlier runs did not fool; returns x'."""
+    with torch.no_grad():
+        ranked = model(x).scatter(1, y[:, None], -math.inf).argsort(1, descending=True)
+    adv, fooled = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for i in range(min(targets, ranked.shape[1] - 1)):
+        todo = (~fooled).nonzero().squeeze(1)
+        if not len(todo):
+            break
+        adv[todo], fooled[todo] = pgd_run(model, x[todo], y[todo], eps, steps, "margin",
+                                          generator, True, gradient, ranked[todo, i])
+    return adv
+
+
+def pgd_run(model, x, y, eps, steps, loss, generator, stop_early, gradient=input_gradient,
+            target=None):
+    """One PGD run from a random start: (x' (B, ...), fooled at some iterate (B,)); with
+    ``target`` (B,) classes, up the targeted margin z_t - z_y instead of ``loss``."""
     lo, hi = bounds(x, eps)
     start = torch.rand(x.shape, generator=generator).to(x.device) * 2 - 1
     adv = project(x + eps * start, lo, hi)
     fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     active = torch.arange(len(x), device=x.device)
     for _ in range(steps):
-        z, grad = gradient(model, adv[active], y[active], loss)
+        step_loss = loss if target is None else targeted_margin(target[active])
+        z, grad = gradient(model, adv[active], y[active], step_loss)
         wrong = z.argmax(1) != y[active]
         fooled[active[wrong]] = True
         if stop_early:

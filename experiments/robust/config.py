@@ -35,13 +35,16 @@ class AttackConfig:
     Sparse-RS (gradient-free) and random pixels (the paper's noise). A gradient method may
     replace the k-winners backward pass by a surrogate (BPDA: identity = straight-through,
     relu, soft = a soft top-k at ``temperature``); PGD may average its gradient over ``eot``
-    Gaussian draws of std ``eot_std`` (EOT)."""
+    Gaussian draws of std ``eot_std`` (EOT), or run targeted at ``targets`` classes."""
     method: str
     loss: str = "ce"
     surrogate: Optional[str] = None
     temperature: Optional[float] = None  # surrogate soft only
     eot: int = 0  # PGD only: noise draws per step (0: plain PGD)
     eot_std: float = 0.05  # their std, pixel units
+    targets: int = 0  # PGD on the margin only: a run per target class (each image's `targets`
+    #                   most likely wrong classes at x, as APGD-T), each on the images not yet
+    #                   fooled, up the targeted margin z_t - z_y (0: untargeted)
     budget: Optional[int] = None  # steps (PGD, DDN) or queries (Square, Sparse-RS); null: the
     #                               study's (steps, ddn_steps, queries, sparse_rs_queries)
     images: Optional[int] = None  # the first N images of the subset (null: all)
@@ -56,6 +59,10 @@ class AttackConfig:
         check_surrogate(self.surrogate, self.temperature)
         if self.eot and self.method != "pgd":
             raise ValueError("eot: only PGD averages its gradient over noise")
+        if self.targets and (self.method != "pgd" or self.loss != "margin" or self.eot):
+            raise ValueError("targets: only PGD on the margin without eot runs targeted")
+        if self.targets < 0:
+            raise ValueError(f"targets: must be >= 0 (0: untargeted), got {self.targets}")
         if self.eot < 0 or not self.eot_std > 0:
             raise ValueError(f"eot, eot_std: must be >= 0 and > 0, got {self.eot}, "
                              f"{self.eot_std}")

@@ -36,7 +36,8 @@ from experiments.core.records import save_torch
 from experiments.core.runs import run_lock
 from experiments.core.trained import load_network
 from experiments.robust import autoattack as aa
-from experiments.robust.attacks import ddn, eot_gradient, fgsm, input_gradient, pgd, square
+from experiments.robust.attacks import (ddn, eot_gradient, fgsm, input_gradient, pgd,
+                                        pgd_targeted, square)
 from experiments.robust.config import MNIST_PIXELS
 from experiments.robust.diagnostics import finite_difference, gradient_stats
 from experiments.robust.harness import (PixelModel, bounds, check_constraints, frozen, predict,
@@ -94,8 +95,10 @@ def craft(ctx, step, eps, x, y):
     gradient = (eot_gradient(step.eot, step.eot_std, generator) if step.eot
                 else input_gradient)
     attack = {"fgsm": lambda xb, yb: fgsm(model, xb, yb, eps, step.loss),
-              "pgd": lambda xb, yb: pgd(model, xb, yb, eps, step.steps, step.loss, restarts,
-                                        generator, gradient=gradient),
+              "pgd": lambda xb, yb: (
+                  pgd_targeted(model, xb, yb, eps, step.steps, step.targets, generator)
+                  if step.targets else pgd(model, xb, yb, eps, step.steps, step.loss,
+                                           restarts, generator, gradient=gradient)),
               "square": lambda xb, yb: square(model, xb, yb, eps, step.steps, step.loss,
                                               generator)}[step.method]
     with surrogate_gradients(ctx.net, step.surrogate, step.temperature):

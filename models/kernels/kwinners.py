@@ -36,11 +36,15 @@ _REFINE_BITS = 8  # later passes, over the few candidates left
 def _boosted_keys(row, boost, group, keys):
     """keys[j] <- order-preserving uint32 of float32(row[j] * boost[j // group]); returns the max."""
     scores = keys.view(np.float32)
-    for g in range(boost.shape[0]):
-        factor = boost[g]
-        start = g * group
-        for t in range(group):
-            scores[start + t] = row[start + t] * factor
+    if group == 1:  # a factor per unit (dense k-winners): one loop, vectorised
+        for j in range(scores.shape[0]):
+            scores[j] = row[j] * boost[j]
+    else:
+        for g in range(boost.shape[0]):
+            factor = boost[g]
+            start = g * group
+            for t in range(group):
+                scores[start + t] = row[start + t] * factor
     largest = np.uint32(0)
     for j in range(keys.shape[0]):
         u = keys[j]
