@@ -169,11 +169,13 @@ def test_training_mode_and_unknown_layers_fail_with_one_clear_error():
         engine(torch.zeros(2, 3, 28, 28))
 
 
-@pytest.mark.parametrize("channels, out_channels", [(1, 30), (7, 64), (16, 20)])
-def test_the_conv_kernel_is_conv_then_pooling(channels, out_channels):
-    torch.manual_seed(channels)
-    x = torch.randn(5, channels, 14, 13)
+@pytest.mark.parametrize("channels, out_channels, height", [(1, 30, 14), (1, 20, 17),
+                                                            (7, 64, 14), (16, 20, 14)])
+def test_the_conv_kernel_is_conv_then_pooling(channels, out_channels, height):
+    torch.manual_seed(channels + height)
+    x = torch.randn(5, channels, height, 13)
     x[torch.rand_like(x) < 0.8] = 0.0
+    x[:, :, :6] = 0.0  # background rows: pooled rows that no pixel reaches
     offsets = torch.zeros(5)
     if channels == 1:  # a background that is not 0
         offsets = torch.randn(5)
