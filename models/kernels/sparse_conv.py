@@ -20,7 +20,8 @@ Two loop orders, by the number of input channels C (the same sums, added in othe
   contiguous run of the channels-last accumulator, matched by one run of the weights
   mirrored along their width (``w_flip``), added 16 lanes at a time.
 - Several channels (behind k-winners: Sparse CNN-2's 600 of 4,608): the non-zero inputs are
-  listed by position, and for each kernel tap (di, dj) every output (i, j) whose input
+  listed by position (from the k-winners kernel's winners when the engine has them: a
+  counting sort of the 600 instead of a pass over the 4,608), and for each kernel tap (di, dj) every output (i, j) whose input
   position (i + di, j + dj) holds some adds all of that position's channels in registers,
   four 16-lane accumulators at a time (64 output channels), before one load and store of
   its accumulator. The tap's weights (C x O values) stay in the L1 cache for its pass. With
@@ -185,6 +186,28 @@ def _position_lists(image, offset, start, values, w_offsets, padded):
     start[positions] = n
 
 
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _winner_lists(image, picks, start, cursor, values, w_offsets, padded):
+    """_position_lists' lists from the indices ``picks`` (c * P + p) of the only values of
+    ``image`` (C, P) that may be non-zero, a k-winners layer's winners: a counting sort of the
+    k picks by position, instead of a pass over all C * P values."""
+    positions = image.shape[1]
+    flat = image.reshape(-1)
+    start[:] = 0
+    for i in range(picks.shape[0]):
+        start[picks[i] % positions + 1] += 1
+    for p in range(positions):
+        start[p + 1] += start[p]
+        cursor[p] = start[p]
+    for i in range(picks.shape[0]):
+        index = picks[i]
+        c = index // positions
+        p = index - c * positions
+        q = cursor[p]
+        cursor[p] = q + 1
+        values[q], w_offsets[q] = flat[index], c * padded
+
+
 @numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
 def _add_position(acc, a, weights, w0, values, w_offsets, q0, q1, padded):
     """acc[a:a + padded] += sum over q in [q0, q1) of values[q] * weights[w0 + w_offsets[q]:]."""
@@ -237,8 +260,9 @@ def _add_position_twice(acc, a, b, weights, wa, wb, values, w_offsets, q0, q1):
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
-def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, first, last):
-    """out[b] for b in [first, last): several input channels, x (B, C, H, W)."""
+def _channels_samples(x, offsets, winners, w_taps, bias, w_sum, kh, kw, out, first, last):
+    """out[b] for b in [first, last): several input channels, x (B, C, H, W); its inputs
+    listed from ``winners`` (B, k) when that has rows (x is 0 elsewhere), else by a pass."""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     padded = bias.shape[0]
     ho, wo = height - kh + 1, width - kw + 1
@@ -249,11 +273,16 @@ def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, first, last)
     values = np.empty(channels * positions, np.float32)
     w_offsets = np.empty(channels * positions, np.int64)
     used = np.empty((3, positions), np.int64)  # the positions that hold inputs: (row, col, p)
+    cursor = np.empty(positions, np.int64)
     for b in range(first, last):
         offset = offsets[b]
         _start(acc, bias, w_sum, offset, ho * wo, padded)
-        _position_lists(x[b].reshape(channels, positions), offset, start, values, w_offsets,
-                        padded)
+        if winners.shape[0]:
+            _winner_lists(x[b].reshape(channels, positions), winners[b], start, cursor, values,
+                          w_offsets, padded)
+        else:
+            _position_lists(x[b].reshape(channels, positions), offset, start, values,
+                            w_offsets, padded)
         n_used = 0
         for r in range(height):
             for s in range(width):
@@ -284,9 +313,14 @@ def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, first, last)
         _pool(acc, wo, padded, pooled, out[b].reshape(-1))
 
 
-def conv_pool(x, offsets, layout):
+_NO_WINNERS = np.zeros((0, 0), np.int32)
+
+
+def conv_pool(x, offsets, layout, winners=None):
     """``F.max_pool2d(F.conv2d(x, W, bias), 2)`` of a contiguous float32 (B, C, H, W) CPU
-    tensor from its values != offsets[b] alone (``offsets`` (B,) float32 numpy)."""
+    tensor from its values != offsets[b] alone (``offsets`` (B,) float32 numpy). Behind
+    k-winners (offsets 0), ``winners`` (B, k) int32 numpy, the indices into each sample's
+    C * H * W values outside which x is 0, lists the inputs without a pass over x."""
     b, c, h, w = x.shape
     kh, kw = layout.kernel
     ho, wo = h - kh + 1, w - kw + 1
@@ -295,7 +329,7 @@ def conv_pool(x, offsets, layout):
         args = (x.numpy(), offsets, layout.w_flip, layout.bias, layout.w_sum, out.numpy())
         run_rows(_one_channel_samples, args, b, chunk_count(x))
     else:
-        args = (x.numpy(), offsets, layout.w_taps, layout.bias, layout.w_sum, kh, kw,
-                out.numpy())
+        args = (x.numpy(), offsets, _NO_WINNERS if winners is None else winners,
+                layout.w_taps, layout.bias, layout.w_sum, kh, kw, out.numpy())
         run_rows(_channels_samples, args, b, chunk_count(x))
     return out
