@@ -9,8 +9,7 @@ pool, activation; or linear, [BatchNorm], [dropout], activation) as one computat
   the identity.
 - A convolution and its 2x2 max pooling run from the non-background inputs alone
   (models/kernels/sparse_conv.py) when they are few: behind k-winners (Sparse CNN-2's
-  second layer: 600 of 4,608, listed from the k-winners kernel's winners rather than by a
-  pass over the 4,608), and an image's background (a clean MNIST digit: 82% of the
+  second layer: 600 of 4,608), and an image's background (a clean MNIST digit: 82% of the
   pixels hold the minimum). Denser inputs go to oneDNN (``F.conv2d``) and the exact pooling
   kernel.
 - A linear layer runs whichever of three ways should take least time (its products counted
@@ -50,7 +49,7 @@ SPARSE_INPUT_MAX = 0.25  # several channels: above this share of non-zero inputs
 # large batches; the gather kernel reads its rows from L2 or memory).
 LINEAR_RATES = {"dense": ((1, 11e3), (16, 31e3), (64, 47e3)),
                 "gather": ((1, 8e3), (16, 14e3)),
-                "sparse_weights": ((kernels.sparse_linear.TILE, 20e3),)}
+                "sparse_weights": ((kernels.sparse_linear.TILE, 30e3),)}
 
 
 def sparse_inference(net):
@@ -93,9 +92,9 @@ class SparseInference(nn.Module):
 
     @torch.no_grad()
     def _run(self, x, outputs):
-        h, density, winners = x.contiguous(), None, None
+        h, density = x.contiguous(), None
         for block in self.blocks:
-            h, winners = block(h, density, winners)
+            h = block(h, density)
             density = block.output_density(h)
             if outputs is not None:
                 outputs[block.name] = h
@@ -196,20 +195,17 @@ class _Block:
         return None if self.k is None else self.k / (h.numel() // h.shape[0])
 
     def activate(self, h):
-        """(the activation of ``h`` (B, ...) contiguous, in place for ReLU; after k-winners
-        the (B, k) int32 indices of each sample's winners, else None)."""
+        """The activation of ``h`` (B, ...) contiguous, in place for ReLU."""
         act = self.activation
         if isinstance(act, (KWinners, KWinners2d)):
             flat = h.view(h.shape[0], -1)
             group = flat.shape[1] // len(self.boost)
-            winners = np.empty((len(flat), self.k), np.int32)
-            out = kernels.kwinners.k_winners_eval(flat, self.boost, group, self.k, winners)
-            return out.view_as(h), winners
+            return kernels.kwinners.k_winners_eval(flat, self.boost, group, self.k).view_as(h)
         if isinstance(act, nn.ReLU):
-            return h.relu_(), None
+            return h.relu_()
         if isinstance(act, nn.LogSoftmax):
-            return torch.log_softmax(h, dim=1), None
-        return h, None
+            return torch.log_softmax(h, dim=1)
+        return h
 
 
 class _ConvBlock(_Block):
@@ -230,7 +226,7 @@ class _ConvBlock(_Block):
         super().finish(name, activation)
         self.layout = kernels.sparse_conv.ConvLayout(self.weight, self.bias)
 
-    def __call__(self, x, density, winners):  # (B, C, H, W) -> (B, O, Ho // 2, Wo // 2)
+    def __call__(self, x, density):  # (B, C, H, W) -> (B, O, Ho // 2, Wo // 2)
         size = max(self.layout.kernel) + 1  # the smallest input with a pooled output
         if x.dim() != 4 or x.shape[1] != self.weight.shape[1] or min(x.shape[2:]) < size:
             raise ValueError(f"{self.name}: expected (B, {self.weight.shape[1]}, H, W) with "
@@ -244,9 +240,8 @@ class _ConvBlock(_Block):
                 density = kernels.sparse_conv.nonzero_fraction(x)
             sparse = x.shape[1] > 1 and density <= SPARSE_INPUT_MAX
         self.path = "sparse" if sparse else "library"
-        if sparse:  # behind k-winners its winners list the inputs
-            listed = None if self.first else winners
-            return self.activate(kernels.sparse_conv.conv_pool(x, offsets, self.layout, listed))
+        if sparse:
+            return self.activate(kernels.sparse_conv.conv_pool(x, offsets, self.layout))
         return self.activate(kernels.pool.max_pool2x2(F.conv2d(x, self.weight, self.bias)))
 
 
@@ -257,7 +252,7 @@ class _LinearBlock(_Block):
         super().finish(name, activation)
         self.layout = kernels.sparse_linear.LinearLayout(self.weight, self.bias)
 
-    def __call__(self, x, density, winners):  # (B, ...) -> (B, N)
+    def __call__(self, x, density):  # (B, ...) -> (B, N)
         x = x.reshape(x.shape[0], -1)
         if x.shape[1] != self.layout.n_in:
             raise ValueError(f"{self.name}: expected {self.layout.n_in} inputs per sample, "

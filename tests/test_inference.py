@@ -40,13 +40,6 @@ def mnist(mnist_root):
     return torch.cat([clean, noisy])
 
 
-def picks(h, k):
-    """(B, k) int32 indices per sample of ``h`` outside which it is 0 (its non-zeros first):
-    what a k-winners block hands the next block, for the plain model's k-winners output."""
-    flat = (h.reshape(len(h), -1) != 0).float()
-    return torch.argsort(flat, dim=1, descending=True, stable=True)[:, :k].int().numpy()
-
-
 def block_check(net, engine, x):
     """Each block of the engine fed the plain model's input to that block: per k-winners
     layer, the rows whose winners differ other than in a tie; and the largest output
@@ -54,9 +47,9 @@ def block_check(net, engine, x):
     seen, logits = check_inference.kwinners_inputs(net, x)
     outputs = engine.layer_outputs(x)
     report = {}
-    h, density, winners = x, None, None
+    h, density = x, None
     for block in engine.blocks:
-        out, listed = block(h.contiguous(), density, winners)
+        out = block(h.contiguous(), density)
         if block.name in seen:
             pre, plain = seen[block.name]
             gaps = check_inference.winner_gaps(block.activation, pre, plain != 0, out != 0)
@@ -65,9 +58,9 @@ def block_check(net, engine, x):
             agree = (plain - out).reshape(len(x), -1)[same]
             diff = agree.abs().max().item() if len(agree) else float("inf")
             report[block.name] = (untied, diff)
-            h, winners = plain, None if listed is None else picks(plain, listed.shape[1])
+            h = plain
         else:
-            h, winners = out, listed
+            h = out
         density = None
     return report, logits, outputs.popitem()[1]
 

@@ -119,17 +119,16 @@ def _select_row(keys, largest, k, winners, hist, cand, cand2):
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
-def _forward_rows(x, boost, group, k, first, last, out, losers, active, count, winners):
+def _forward_rows(x, boost, group, k, first, last, out, losers, active, count):
     """Rows ``first`` to ``last`` - 1: ``out`` <- x at the winners, 0 elsewhere; ``losers``
-    (when it has rows) <- True but at the winners; if ``count``, add positive winners;
-    ``winners`` (when it has rows) <- each row's k winning indices."""
+    (when it has rows) <- True but at the winners; if ``count``, add positive winners."""
     n = x.shape[1]
     keys = np.empty(n, np.uint32)
     hist = np.empty(_LANES * _BINS, np.int32)
     cand = np.empty(n + 1, np.int64)
     cand2 = np.empty(n + 1, np.int64)
     picked = np.empty(k + 1, np.int64)  # one spare slot for the branch-free writes
-    mark, listed = losers.shape[0] > 0, winners.shape[0] > 0
+    mark = losers.shape[0] > 0
     zero = np.float32(0.0)
     for r in range(first, last):
         row = x[r]
@@ -139,9 +138,6 @@ def _forward_rows(x, boost, group, k, first, last, out, losers, active, count, w
         out_row[:] = zero
         for i in range(k):
             out_row[picked[i]] = row[picked[i]]
-        if listed:
-            for i in range(k):
-                winners[r, i] = picked[i]
         if mark:
             loser_row = losers[r]
             loser_row[:] = True
@@ -168,8 +164,7 @@ def _update_duty_cycle(duty, seen, active, batch, group, period_max):
             duty[g] = end - (end - d) * (np.float32(1.0) - weight)
 
 
-def _forward(x, boost, group, k, out, losers, duty, seen, period_max, train, chunks=1,
-             winners=None):
+def _forward(x, boost, group, k, out, losers, duty, seen, period_max, train, chunks=1):
     """k-winners of ``x`` (B, n) float32, scores ``x * boost`` (one factor per ``group`` entries).
 
     Writes ``out`` (B, n): the raw ``x`` at each row's k winners, 0 elsewhere, and, unless it
@@ -181,18 +176,17 @@ def _forward(x, boost, group, k, out, losers, duty, seen, period_max, train, chu
     """
     rows = x.shape[0]
     active = np.zeros((chunks, duty.shape[0]), np.float64)
-    winners = _NO_WINNERS if winners is None else winners
     if chunks == 1:  # as rows.run_rows: from Python, one compiled kernel for both
-        _forward_rows(x, boost, group, k, 0, rows, out, losers, active[0], train, winners)
+        _forward_rows(x, boost, group, k, 0, rows, out, losers, active[0], train)
     else:
-        _forward_chunks(x, boost, group, k, out, losers, active, train, winners)
+        _forward_chunks(x, boost, group, k, out, losers, active, train)
     if train:
         total = active[0] if chunks == 1 else active.sum(axis=0)
         _update_duty_cycle(duty, seen, total, rows, group, period_max)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, boundscheck=False)
-def _forward_chunks(x, boost, group, k, out, losers, active, train, winners):
+def _forward_chunks(x, boost, group, k, out, losers, active, train):
     """``_forward_rows`` over ``len(active)`` slices of the rows in parallel, slice c counting
     into ``active[c]``. Only the loop is here: in a parallel function numba turns array
     allocations and sums into parallel loops too, which made this one slow to compile. (Its
@@ -201,7 +195,7 @@ def _forward_chunks(x, boost, group, k, out, losers, active, train, winners):
     rows, chunks = x.shape[0], active.shape[0]
     for c in numba.prange(chunks):
         _forward_rows(x, boost, group, k, c * rows // chunks, (c + 1) * rows // chunks,
-                      out, losers, active[c], train, winners)
+                      out, losers, active[c], train)
 
 
 class _KWinnersCPU(torch.autograd.Function):
@@ -228,19 +222,17 @@ class _KWinnersCPU(torch.autograd.Function):
         return grad.masked_fill(losers, 0.0), None, None, None, None
 
 
-def k_winners_eval(x, boost, group, k, winners=None):
+def k_winners_eval(x, boost, group, k):
     """``k_winners``' output in eval mode, from the same kernel, without autograd, a losers
     mask or duty cycles: ``x`` (B, n) a contiguous float32 tensor, ``boost`` (n // group,)
-    float32 numpy (for the inference engine, models/inference.py). ``winners``, a (B, k)
-    int32 numpy array when given, receives each row's winning indices (in no set order)."""
+    float32 numpy (for the inference engine, models/inference.py)."""
     out = torch.empty_like(x)
     _forward(x.numpy(), boost, group, k, out.numpy(), _NO_LOSERS, boost, _NO_COUNT, 1, False,
-             chunk_count(x), winners)
+             chunk_count(x))
     return out
 
 
 _NO_LOSERS, _NO_COUNT = np.zeros((0, 0), np.bool_), np.zeros(1, np.int64)
-_NO_WINNERS = np.zeros((0, 0), np.int32)
 
 
 def k_winners(x, layer, boost, group, k):

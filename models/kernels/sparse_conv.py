@@ -20,8 +20,7 @@ Two loop orders, by the number of input channels C (the same sums, added in othe
   contiguous run of the channels-last accumulator, matched by one run of the weights
   mirrored along their width (``w_flip``), added 16 lanes at a time.
 - Several channels (behind k-winners: Sparse CNN-2's 600 of 4,608): the non-zero inputs are
-  listed by position (from the k-winners kernel's winners when the engine has them: a
-  counting sort of the 600 instead of a pass over the 4,608), and for each kernel tap (di, dj) every output (i, j) whose input
+  listed by position, and for each kernel tap (di, dj) every output (i, j) whose input
   position (i + di, j + dj) holds some adds all of that position's channels in registers,
   four 16-lane accumulators at a time (64 output channels), before one load and store of
   its accumulator. The tap's weights (C x O values) stay in the L1 cache for its pass. With
@@ -29,6 +28,9 @@ Two loop orders, by the number of input channels C (the same sums, added in othe
   one position reaches through them take its channels in one loop (eight accumulators),
   which halves the loops' set-up and their mispredicted exits (Sparse CNN-2's second layer,
   256 real test images, one thread: 36-38 us to 32 us per image; oneDNN with pooling 66).
+  With a 5-wide kernel all five taps of a kernel row share a pass (twenty accumulators,
+  the row's weights read from L2): a third of the passes again (32.0 to 29.1 us, the same
+  sums in the same order, bit for bit).
 
 The accumulator is channels-last (Ho, Wo, O padded to a multiple of 16); pooling keeps the
 first maximum of each window and a NaN, as ``F.max_pool2d`` and models/kernels/pool.py do,
@@ -186,28 +188,6 @@ def _position_lists(image, offset, start, values, w_offsets, padded):
     start[positions] = n
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False)
-def _winner_lists(image, picks, start, cursor, values, w_offsets, padded):
-    """_position_lists' lists from the indices ``picks`` (c * P + p) of the only values of
-    ``image`` (C, P) that may be non-zero, a k-winners layer's winners: a counting sort of the
-    k picks by position, instead of a pass over all C * P values."""
-    positions = image.shape[1]
-    flat = image.reshape(-1)
-    start[:] = 0
-    for i in range(picks.shape[0]):
-        start[picks[i] % positions + 1] += 1
-    for p in range(positions):
-        start[p + 1] += start[p]
-        cursor[p] = start[p]
-    for i in range(picks.shape[0]):
-        index = picks[i]
-        c = index // positions
-        p = index - c * positions
-        q = cursor[p]
-        cursor[p] = q + 1
-        values[q], w_offsets[q] = flat[index], c * padded
-
-
 @numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
 def _add_position(acc, a, weights, w0, values, w_offsets, q0, q1, padded):
     """acc[a:a + padded] += sum over q in [q0, q1) of values[q] * weights[w0 + w_offsets[q]:]."""
@@ -259,10 +239,41 @@ def _add_position_twice(acc, a, b, weights, wa, wb, values, w_offsets, q0, q1):
     vstore(acc, b + 48, b3)
 
 
+@numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _add_position_row5(acc, a, weights, w0, step, values, w_offsets, q0, q1):
+    """_add_position for the five outputs a, a - 64, ..., a - 4 * 64 that one position
+    reaches through the taps (di, 0..4) of a kernel row (weights at w0 + dj * step), 64
+    output channels: one pass over the inputs for all five, 20 accumulators in registers."""
+    b, c, d, e = a - BLOCK, a - 2 * BLOCK, a - 3 * BLOCK, a - 4 * BLOCK
+    a0, a1, a2, a3 = vload(acc, a), vload(acc, a + 16), vload(acc, a + 32), vload(acc, a + 48)
+    b0, b1, b2, b3 = vload(acc, b), vload(acc, b + 16), vload(acc, b + 32), vload(acc, b + 48)
+    c0, c1, c2, c3 = vload(acc, c), vload(acc, c + 16), vload(acc, c + 32), vload(acc, c + 48)
+    d0, d1, d2, d3 = vload(acc, d), vload(acc, d + 16), vload(acc, d + 32), vload(acc, d + 48)
+    e0, e1, e2, e3 = vload(acc, e), vload(acc, e + 16), vload(acc, e + 32), vload(acc, e + 48)
+    wa, wb, wc, wd, we = w0, w0 + step, w0 + 2 * step, w0 + 3 * step, w0 + 4 * step
+    for q in range(q0, q1):
+        v, w = item(values, q), item(w_offsets, q)
+        a0, a1 = vfma(a0, v, vload(weights, wa + w)), vfma(a1, v, vload(weights, wa + w + 16))
+        a2, a3 = vfma(a2, v, vload(weights, wa + w + 32)), vfma(a3, v, vload(weights, wa + w + 48))
+        b0, b1 = vfma(b0, v, vload(weights, wb + w)), vfma(b1, v, vload(weights, wb + w + 16))
+        b2, b3 = vfma(b2, v, vload(weights, wb + w + 32)), vfma(b3, v, vload(weights, wb + w + 48))
+        c0, c1 = vfma(c0, v, vload(weights, wc + w)), vfma(c1, v, vload(weights, wc + w + 16))
+        c2, c3 = vfma(c2, v, vload(weights, wc + w + 32)), vfma(c3, v, vload(weights, wc + w + 48))
+        d0, d1 = vfma(d0, v, vload(weights, wd + w)), vfma(d1, v, vload(weights, wd + w + 16))
+        d2, d3 = vfma(d2, v, vload(weights, wd + w + 32)), vfma(d3, v, vload(weights, wd + w + 48))
+        e0, e1 = vfma(e0, v, vload(weights, we + w)), vfma(e1, v, vload(weights, we + w + 16))
+        e2, e3 = vfma(e2, v, vload(weights, we + w + 32)), vfma(e3, v, vload(weights, we + w + 48))
+    for base, r0, r1, r2, r3 in ((a, a0, a1, a2, a3), (b, b0, b1, b2, b3), (c, c0, c1, c2, c3),
+                                 (d, d0, d1, d2, d3), (e, e0, e1, e2, e3)):
+        vstore(acc, base, r0)
+        vstore(acc, base + 16, r1)
+        vstore(acc, base + 32, r2)
+        vstore(acc, base + 48, r3)
+
+
 @numba.njit(nogil=True, cache=True, boundscheck=False)
-def _channels_samples(x, offsets, winners, w_taps, bias, w_sum, kh, kw, out, first, last):
-    """out[b] for b in [first, last): several input channels, x (B, C, H, W); its inputs
-    listed from ``winners`` (B, k) when that has rows (x is 0 elsewhere), else by a pass."""
+def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, first, last):
+    """out[b] for b in [first, last): several input channels, x (B, C, H, W)."""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     padded = bias.shape[0]
     ho, wo = height - kh + 1, width - kw + 1
@@ -273,24 +284,37 @@ def _channels_samples(x, offsets, winners, w_taps, bias, w_sum, kh, kw, out, fir
     values = np.empty(channels * positions, np.float32)
     w_offsets = np.empty(channels * positions, np.int64)
     used = np.empty((3, positions), np.int64)  # the positions that hold inputs: (row, col, p)
-    cursor = np.empty(positions, np.int64)
     for b in range(first, last):
         offset = offsets[b]
         _start(acc, bias, w_sum, offset, ho * wo, padded)
-        if winners.shape[0]:
-            _winner_lists(x[b].reshape(channels, positions), winners[b], start, cursor, values,
-                          w_offsets, padded)
-        else:
-            _position_lists(x[b].reshape(channels, positions), offset, start, values,
-                            w_offsets, padded)
+        _position_lists(x[b].reshape(channels, positions), offset, start, values, w_offsets,
+                        padded)
         n_used = 0
         for r in range(height):
             for s in range(width):
                 p = r * width + s
                 used[0, n_used], used[1, n_used], used[2, n_used] = r, s, p
                 n_used += start[p + 1] > start[p]
-        for di in range(kh):  # tap by tap: a tap's weights stay in L1 for its pass
-            for dj in range(0, kw, 2):  # taps (di, dj) and (di, dj + 1) in one pass
+        row5 = padded == BLOCK and kw == 5
+        step = channels * padded  # from one tap's weights to the next
+        for di in range(kh):
+            if row5:  # a kernel row's five taps in one pass (40 KB of weights, from L2)
+                w0 = di * kw * step
+                for t in range(n_used):
+                    i, j, p = used[0, t] - di, used[1, t], used[2, t]
+                    if i < 0 or i >= ho:
+                        continue
+                    q0, q1 = item(start, p), item(start, p + 1)
+                    a = (i * wo + j) * padded
+                    if kw - 1 <= j < wo:
+                        _add_position_row5(acc, a, w_taps, w0, step, values, w_offsets, q0, q1)
+                        continue
+                    for dj in range(kw):  # near the edges: the taps whose outputs exist
+                        if 0 <= j - dj < wo:
+                            _add_position(acc, a - dj * padded, w_taps, w0 + dj * step,
+                                          values, w_offsets, q0, q1, padded)
+                continue
+            for dj in range(0, kw, 2):  # tap pairs (di, dj), (di, dj + 1): weights in L1
                 w0 = (di * kw + dj) * channels * padded
                 w1 = w0 + channels * padded
                 pair = padded == BLOCK and dj + 1 < kw
@@ -313,14 +337,9 @@ def _channels_samples(x, offsets, winners, w_taps, bias, w_sum, kh, kw, out, fir
         _pool(acc, wo, padded, pooled, out[b].reshape(-1))
 
 
-_NO_WINNERS = np.zeros((0, 0), np.int32)
-
-
-def conv_pool(x, offsets, layout, winners=None):
+def conv_pool(x, offsets, layout):
     """``F.max_pool2d(F.conv2d(x, W, bias), 2)`` of a contiguous float32 (B, C, H, W) CPU
-    tensor from its values != offsets[b] alone (``offsets`` (B,) float32 numpy). Behind
-    k-winners (offsets 0), ``winners`` (B, k) int32 numpy, the indices into each sample's
-    C * H * W values outside which x is 0, lists the inputs without a pass over x."""
+    tensor from its values != offsets[b] alone (``offsets`` (B,) float32 numpy)."""
     b, c, h, w = x.shape
     kh, kw = layout.kernel
     ho, wo = h - kh + 1, w - kw + 1
@@ -329,7 +348,7 @@ def conv_pool(x, offsets, layout, winners=None):
         args = (x.numpy(), offsets, layout.w_flip, layout.bias, layout.w_sum, out.numpy())
         run_rows(_one_channel_samples, args, b, chunk_count(x))
     else:
-        args = (x.numpy(), offsets, _NO_WINNERS if winners is None else winners,
-                layout.w_taps, layout.bias, layout.w_sum, kh, kw, out.numpy())
+        args = (x.numpy(), offsets, layout.w_taps, layout.bias, layout.w_sum, kh, kw,
+                out.numpy())
         run_rows(_channels_samples, args, b, chunk_count(x))
     return out
