@@ -29,7 +29,7 @@ the frozen duty cycles. ``update_boost_strength()`` (once per epoch) multiplies 
 
 The torch ops below (torch.topk, gather, scatter; autograd does the rest) serve every device
 and dtype and are the reference. For float32 tensors on the CPU one call of a numba kernel
-(models/kernels/kwinners.py) selects the same winners by radix selection, writes the output,
+(models/kernels/kwinners.py) selects the same winners by counting passes, writes the output,
 marks the losers for the backward pass and updates the duty cycles; tests hold the two to
 identical outputs, gradients and duty cycles.
 """

@@ -41,11 +41,34 @@ def test_ties_go_to_the_lowest_indices_and_signed_zeros_order():
     assert kernel_winners(signed, 1).tolist() == [[1]]  # +0.0 ranks above -0.0
 
 
+def test_a_plateau_at_the_kth_score_gives_its_lowest_indices_row_after_row():
+    # A constant background region gives many equal scores: the k-th falls among them, at a
+    # different value and with a different number of clear winners in each row (the search
+    # starts each row from the previous row's threshold).
+    torch.manual_seed(3)
+    rows = []
+    for r in range(8):
+        row = torch.full((4608,), 0.25 * r - 1.0)
+        high = torch.randperm(4608)[: 50 * r]
+        row[high] = 5.0 + torch.rand(len(high))
+        rows.append(row)
+    scores = torch.stack(rows)
+    for k in (1, 399, 600):
+        got = kernel_winners(scores, k)
+        for r, row in enumerate(scores):
+            clear = torch.nonzero(row > row.min())[:, 0].tolist()  # 50 r of them, all > 5
+            if len(clear) >= k:
+                expected = row.topk(k).indices.tolist()
+            else:  # every clear winner, then the plateau's lowest indices
+                expected = clear + torch.nonzero(row == row.min())[: k - len(clear), 0].tolist()
+            assert got[r].tolist() == sorted(expected)
+
+
 def test_extreme_values_rank_as_floats():
     row = torch.tensor([[float("-inf"), -3e38, -1e-45, 0.0, 1e-45, 2.5, 3e38, float("inf")]])
     for k in range(1, 9):
         assert kernel_winners(row, k).tolist() == [list(range(8 - k, 8))]
-    # near-ties that differ only in the last mantissa bit (resolved by the last radix pass)
+    # near-ties that differ only in the last mantissa bit (a threshold search must reach the last bit)
     base = torch.full((1, 64), 1.0)
     base[0, 40] = torch.nextafter(torch.tensor(1.0), torch.tensor(2.0))
     assert kernel_winners(base, 1).tolist() == [[40]]

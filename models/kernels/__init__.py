@@ -6,7 +6,7 @@ and oneDNN's convolution multiplies the zeros that k-winners and pooling leave. 
 layer, each with the one entry its layer calls when ``models.backend.uses_cpu_kernel`` says
 the kernels serve its tensors (float32 on the CPU, backend "auto"):
 
-    kwinners.k_winners(x, layer, boost, group, k)   KWinners, KWinners2d: radix selection
+    kwinners.k_winners(x, layer, boost, group, k)   KWinners, KWinners2d: top k by counting
     conv.conv2d(x, weight, bias)                    Conv2d: skips zero inputs and gradients
     pool.max_pool2x2(x)                             MaxPool2x2
 

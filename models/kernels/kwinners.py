@@ -1,16 +1,26 @@
-"""k-winners on the CPU, compiled with numba: exact top-k by radix selection.
+"""k-winners on the CPU, compiled with numba: the exact top k by counting.
 
 ``torch.topk`` on CPU copies each row into (value, index) pairs and runs ``std::nth_element``;
 on fresh activations every comparison is a coin flip for the branch predictor, so selecting 400
 of 4,608 values costs about 40 us per row here. These kernels select the same winners with
-counting instead of comparing, in a fixed number of passes:
+counting instead of comparing:
 
 1. Each boosted score ``x_j * b_g`` becomes a uint32 key that orders like the float (flip the
    sign bit of a positive number, all bits of a negative one).
-2. A histogram of the keys' top 11 bits finds the bin that holds the k-th largest key: every
-   key in a higher bin wins, keys in that bin are candidates.
-3. The candidates (a few percent of the row) are resolved the same way on the remaining 21
-   bits, 8 at a time. Keys still equal after all 32 bits are tied: the lowest indices win.
+2. A threshold t with exactly k keys >= t is searched for in the key space, each probe one
+   vectorised pass that counts the keys >= it (``_threshold``: the first probe is the previous
+   row's answer, the next ones interpolate; about 7-10 probes per row on the shipped
+   networks). The winners are then every key >= t, read off in one vectorised pass.
+3. When the k-th and (k + 1)-th largest keys are equal no such t exists: the search closes on
+   that key, and of its ties the lowest indices win, as they do in ``torch.topk``'s place in
+   models/kwinners.py (a background plateau: a constant input region gives one channel's
+   pooled convolution outputs one value).
+
+Against the radix selection this replaced (a histogram of the top 11 bits, then the boundary
+bin's candidates 8 bits at a time: two scalar passes per row), on 256 real test images' rows,
+one thread: Sparse CNN-2's first layer (600 of 4,608) 6.9 to 3.1-3.5 us per row, its second
+(450 of 1,024) 2.5 to 0.8, its hidden layer (150 of 700) 1.6 to 0.6; the same winners, output,
+losers and duty cycles, bit for bit.
 
 One call writes the layer's output (the raw values at the winners, zeros elsewhere), marks
 the losers for the backward pass (which zeroes the gradient there) and, in training, counts
@@ -26,10 +36,6 @@ import torch
 
 from models.kernels.rows import chunk_count
 
-_TOP_BITS = 11  # first radix pass: bits 31..21 of the key
-_BINS = 1 << _TOP_BITS
-_LANES = 4  # interleaved histograms, so that runs of equal bins do not serialise increments
-_REFINE_BITS = 8  # later passes, over the few candidates left
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
@@ -56,66 +62,55 @@ def _boosted_keys(row, boost, group, keys):
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
-def _select_row(keys, largest, k, winners, hist, cand, cand2):
-    """winners[:k] <- indices of the k largest ``keys`` (ties: lowest indices)."""
-    n = keys.shape[0]
-    shift = np.uint32(32 - _TOP_BITS)
-    hist[:] = 0
-    for j in range(n):
-        hist[(j & (_LANES - 1)) * _BINS + (keys[j] >> shift)] += 1
-    above = 0
-    b = np.int64(largest >> shift)  # no key lies in a higher bin
-    while True:
-        count = 0
-        for lane in range(_LANES):
-            count += hist[lane * _BINS + b]
-        if above + count >= k:
-            break
-        above += count
-        b -= 1
-    # Keep every index in the boundary bin or above (branch-free), then split those few.
-    m = 0
-    for j in range(n):
-        cand[m] = j
-        m += np.int64(keys[j] >> shift) >= b
-    filled = 0
-    boundary = 0
-    for i in range(m):
-        j = cand[i]
-        wins = np.int64(keys[j] >> shift) > b
-        winners[filled] = j  # branch-free: always written, kept only when it wins
-        filled += wins
-        cand2[boundary] = j
-        boundary += not wins
-    need = k - above
-    # The boundary bin's candidates (a few percent of n) share their top bits: resolve the rest
-    # of the key 8 bits at a time; candidates stay in index order, so ties go to the lowest.
-    src, dst = cand2, cand
-    while need < boundary and shift > 0:
-        bits = min(shift, np.uint32(_REFINE_BITS))
-        shift -= bits
-        width = (np.uint32(1) << bits) - np.uint32(1)
-        hist[: width + 1] = 0
-        for i in range(boundary):
-            hist[(keys[src[i]] >> shift) & width] += 1
-        above = 0
-        b = np.int64(width)
-        while above + hist[b] < need:
-            above += hist[b]
-            b -= 1
-        m = 0
-        for i in range(boundary):
-            j = src[i]
-            bin_ = np.int64((keys[j] >> shift) & width)
-            winners[filled] = j
-            filled += bin_ > b
-            dst[m] = j
-            m += bin_ == b
-        need -= above
-        boundary = m
-        src, dst = dst, src
-    for i in range(need):
-        winners[filled + i] = src[i]
+def _count_at_least(keys, t):
+    """The number of ``keys`` >= t: one vectorised pass."""
+    count = np.int32(0)
+    for j in range(keys.shape[0]):
+        count += np.int32(keys[j] >= t)
+    return count
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _threshold(keys, largest, k, guess):
+    """(t, need): the k largest ``keys`` (ties: lowest indices) are every key > t and the
+    first ``need`` keys == t, for 1 <= k < len(keys).
+
+    Looks for a t with exactly k keys >= t, counting the keys >= each probe in one pass. The
+    first probe is ``guess`` (the previous row's answer: a layer's rows have similar
+    thresholds), the others interpolate the count between the bracket's ends (the Illinois
+    variant of regula falsi: an end kept twice has its weight halved, so that a bracket that
+    closes from one side does not crawl), and from the 24th probe on they halve the bracket,
+    so that no row takes more than 56. When the k-th and (k + 1)-th largest keys are equal no
+    such t exists and the bracket closes on that key: t is it, and ``need`` of its ties win.
+    """
+    lo, hi = np.int64(0), np.int64(largest) + 1  # count(keys >= lo) > k > count(keys >= hi)
+    c_hi = np.int64(0)
+    f_lo, f_hi = np.float64(keys.shape[0] - k), np.float64(-k)  # count - k at each end
+    kept = 0  # +1: lo was kept by the last probe, -1: hi was
+    t, probes = guess, 0
+    while hi - lo > 1:
+        if not lo < t < hi:
+            if probes < 24:
+                t = lo + np.int64(f_lo / (f_lo - f_hi) * (hi - lo))
+                t = min(max(t, lo + 1), hi - 1)
+            else:
+                t = lo + (hi - lo) // 2
+        probes += 1
+        count = np.int64(_count_at_least(keys, np.uint32(t)))
+        if count == k:
+            return t - 1, 0
+        if count > k:
+            lo, f_lo = t, np.float64(count - k)
+            if kept == -1:
+                f_hi *= 0.5
+            kept = -1
+        else:
+            hi, c_hi, f_hi = t, count, np.float64(count - k)
+            if kept == 1:
+                f_lo *= 0.5
+            kept = 1
+        t = np.int64(-1)
+    return lo, k - c_hi
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
@@ -124,29 +119,45 @@ def _forward_rows(x, boost, group, k, first, last, out, losers, active, count):
     (when it has rows) <- True but at the winners; if ``count``, add positive winners."""
     n = x.shape[1]
     keys = np.empty(n, np.uint32)
-    hist = np.empty(_LANES * _BINS, np.int32)
-    cand = np.empty(n + 1, np.int64)
-    cand2 = np.empty(n + 1, np.int64)
-    picked = np.empty(k + 1, np.int64)  # one spare slot for the branch-free writes
     mark = losers.shape[0] > 0
     zero = np.float32(0.0)
+    guess = np.int64(-1)
     for r in range(first, last):
-        row = x[r]
+        row, out_row = x[r], out[r]
         largest = _boosted_keys(row, boost, group, keys)
-        _select_row(keys, largest, k, picked, hist, cand, cand2)
-        out_row = out[r]
-        out_row[:] = zero
-        for i in range(k):
-            out_row[picked[i]] = row[picked[i]]
+        if k >= n:  # every unit wins
+            out_row[:] = row
+            if mark:
+                losers[r, :] = False
+            if count:
+                for j in range(n):
+                    active[j // group] += row[j] > 0.0
+            continue
+        t, need = _threshold(keys, largest, k, guess)
+        guess = t + (need == 0)
+        cut = np.uint32(t)  # the winners: every key > cut, then the first ``need`` keys == cut
+        for j in range(n):
+            out_row[j] = row[j] if keys[j] > cut else zero
         if mark:
             loser_row = losers[r]
-            loser_row[:] = True
-            for i in range(k):
-                loser_row[picked[i]] = False
+            for j in range(n):
+                loser_row[j] = keys[j] <= cut
         if count:
-            for i in range(k):
-                j = picked[i]
-                active[j // group] += row[j] > 0.0
+            for g in range(n // group):
+                wins = 0
+                for j in range(g * group, (g + 1) * group):
+                    wins += (keys[j] > cut) & (row[j] > 0.0)
+                active[g] += wins
+        j = 0
+        while need > 0:  # ties at cut: the lowest indices win
+            if keys[j] == cut:
+                out_row[j] = row[j]
+                if mark:
+                    losers[r, j] = False
+                if count:
+                    active[j // group] += row[j] > 0.0
+                need -= 1
+            j += 1
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
