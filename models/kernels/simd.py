@@ -16,6 +16,9 @@ loop, and each product is one fused multiply-add with its weight loaded from mem
     vadd(a, b)           a + b
     vmax_first(m, v)     lane by lane: v where v > m or v is NaN, else m (max pooling's rule)
     item(a, i)           a[i] of a 1-d array, without numba's negative-index wraparound
+    vtranspose16(src, s0, ss, dst, d0, ds, rows)
+                         a 16 x 16 block transposed: dst[d0 + c * ds + r] = src[s0 + r * ss + c]
+                         for the block's rows c < rows of dst (16 loads, 64 shuffles, the stores)
 
 The loads and stores check nothing: the kernels compute every index from shapes they checked
 on the Python side.
@@ -113,3 +116,49 @@ def item(typingctx, array, index):
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
         return builder.load(builder.gep(data, [args[1]]))
     return array.dtype(array, index), codegen
+
+
+def _transpose_masks():
+    """The 4 stages of a 16 x 16 transpose in two-vector shuffles: stage b exchanges bit b of
+    the row with bit b of the lane, for the row pairs (r, r | 2^b) with bit b of r clear."""
+    stages = []
+    for b in range(4):
+        bit = 1 << b
+        low = [c if not c & bit else LANES + (c & ~bit) for c in range(LANES)]
+        high = [c | bit if not c & bit else LANES + c for c in range(LANES)]
+        stages.append((bit, low, high))
+    return stages
+
+
+_TRANSPOSE = _transpose_masks()
+
+
+@intrinsic
+def vtranspose16(typingctx, src, s0, s_stride, dst, d0, d_stride, rows):
+    def codegen(context, builder, signature, args):
+        src, s0, s_stride, dst, d0, d_stride, rows = args
+        i64 = ir.IntType(64)
+        s0, s_stride, d0, d_stride, rows = (
+            context.cast(builder, value, typ, types.int64) for value, typ in
+            zip((s0, s_stride, d0, d_stride, rows), signature.args[1:3] + signature.args[4:]))
+        vectors = [builder.load(_vector_pointer(
+            context, builder, signature.args[0], src,
+            builder.add(s0, builder.mul(s_stride, ir.Constant(i64, r)))), align=4)
+            for r in range(LANES)]
+        for bit, low, high in _TRANSPOSE:
+            mask_low = ir.Constant(ir.VectorType(ir.IntType(32), LANES), low)
+            mask_high = ir.Constant(ir.VectorType(ir.IntType(32), LANES), high)
+            for r in range(LANES):
+                if r & bit:
+                    continue
+                a, b = vectors[r], vectors[r | bit]
+                vectors[r] = builder.shuffle_vector(a, b, mask_low)
+                vectors[r | bit] = builder.shuffle_vector(a, b, mask_high)
+        for c in range(LANES):
+            keep = builder.icmp_signed("<", ir.Constant(i64, c), rows)
+            with builder.if_then(keep, likely=True):
+                index = builder.add(d0, builder.mul(d_stride, ir.Constant(i64, c)))
+                pointer = _vector_pointer(context, builder, signature.args[3], dst, index)
+                builder.store(vectors[c], pointer, align=4)
+        return context.get_dummy_value()
+    return types.none(src, s0, s_stride, dst, d0, d_stride, rows), codegen

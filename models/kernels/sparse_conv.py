@@ -42,7 +42,8 @@ import numba
 import numpy as np
 
 from models.kernels.rows import chunk_count, run_rows
-from models.kernels.simd import LANES, item, vadd, vfma, vload, vmax_first, vstore, vzeros
+from models.kernels.simd import (LANES, item, vadd, vfma, vload, vmax_first, vstore,
+                                 vtranspose16, vzeros)
 
 BLOCK = 4 * LANES  # output channels accumulated in registers at once (several channels)
 
@@ -132,8 +133,14 @@ def _pool(acc, wo, padded, pooled, out):
             best = vmax_first(best, vload(acc, r1 + c0 + o))
             best = vmax_first(best, vload(acc, r1 + c1 + o))
             vstore(pooled, p * padded + o, best)
-    for o in range(out.shape[0] // positions):  # to channel-major: contiguous writes
-        for p in range(positions):
+    channels = out.shape[0] // positions
+    whole = positions - positions % LANES
+    for p0 in range(0, whole, LANES):  # to channel-major, 16 x 16 blocks at a time
+        for o0 in range(0, channels, LANES):
+            vtranspose16(pooled, p0 * padded + o0, padded, out, o0 * positions + p0, positions,
+                         min(LANES, channels - o0))
+    for o in range(channels):  # the positions left over
+        for p in range(whole, positions):
             out[o * positions + p] = pooled[p * padded + o]
 
 
