@@ -7,6 +7,7 @@ which lists the differing images of whole noise sweeps.)"""
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -186,6 +187,25 @@ def test_the_conv_kernel_is_conv_then_pooling(channels, out_channels, height):
     with torch.no_grad():
         want = F.max_pool2d(conv(x), 2)
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_the_block_transpose_moves_each_value_and_stores_only_the_rows_asked_for():
+    numba = pytest.importorskip("numba")
+    from models.kernels.simd import vtranspose16
+
+    @numba.njit
+    def transpose(src, s0, s_stride, dst, d0, d_stride, rows):
+        vtranspose16(src, s0, s_stride, dst, d0, d_stride, rows)
+
+    src = np.arange(40 * 37, dtype=np.float32)
+    for rows in (16, 13, 1):
+        dst = np.full(50 * 23, -1.0, np.float32)
+        transpose(src, 5, 37, dst, 3, 23, rows)
+        block = src[5:5 + 16 * 37].reshape(16, 37)[:, :16]
+        written = dst[3:3 + 16 * 23].reshape(16, 23)
+        assert np.array_equal(written[:rows, :16], block.T[:rows])
+        assert (written[rows:] == -1).all() and (written[:, 16:] == -1).all()
+        assert (dst[:3] == -1).all() and (dst[3 + 16 * 23:] == -1).all()
 
 
 @pytest.mark.parametrize("batch", [1, 33])
