@@ -170,18 +170,20 @@ def test_training_mode_and_unknown_layers_fail_with_one_clear_error():
         engine(torch.zeros(2, 3, 28, 28))
 
 
-@pytest.mark.parametrize("channels, out_channels, height", [(1, 30, 14), (1, 20, 17),
-                                                            (7, 64, 14), (16, 20, 14)])
-def test_the_conv_kernel_is_conv_then_pooling(channels, out_channels, height):
-    torch.manual_seed(channels + height)
+@pytest.mark.parametrize("channels, out_channels, height, kernel, shifted", [
+    (1, 30, 14, 5, True), (1, 20, 17, 5, True), (7, 64, 14, 5, False), (16, 20, 14, 5, False),
+    (70, 64, 10, 5, True), (7, 64, 14, 3, False), (70, 20, 10, 3, True)])
+def test_the_conv_kernel_is_conv_then_pooling(channels, out_channels, height, kernel, shifted):
+    # several channels: more than 64 (two words of channel bits), 3-wide kernels (tap pairs)
+    torch.manual_seed(channels + height + kernel)
     x = torch.randn(5, channels, height, 13)
     x[torch.rand_like(x) < 0.8] = 0.0
     x[:, :, :6] = 0.0  # background rows: pooled rows that no pixel reaches
     offsets = torch.zeros(5)
-    if channels == 1:  # a background that is not 0
+    if shifted:  # a background that is not 0
         offsets = torch.randn(5)
         x = torch.where(x == 0, offsets.view(-1, 1, 1, 1), x)
-    conv = nn.Conv2d(channels, out_channels, 5)
+    conv = nn.Conv2d(channels, out_channels, kernel)
     layout = sparse_conv.ConvLayout(conv.weight.detach(), conv.bias.detach())
     got = sparse_conv.conv_pool(x, offsets.numpy(), layout)
     with torch.no_grad():
