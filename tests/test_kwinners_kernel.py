@@ -135,3 +135,26 @@ def test_kernel_serves_only_float32_cpu_tensors(torch_ops):
     y, ops = torch_ops(lambda: layer.double()(torch.randn(4, 10, dtype=torch.float64)))
     assert ops["aten::topk"] == 1
     assert y.dtype == torch.float64 and (y != 0).sum(1).tolist() == [3] * 4
+
+
+@pytest.mark.parametrize("chunks", [1, 2])
+def test_the_carried_first_probe_changes_no_winner_and_is_left_as_the_last_rows_threshold(
+        chunks, monkeypatch):
+    import numpy as np
+    torch.manual_seed(5)
+    x = torch.randn(6, 4608).relu_()
+    x[3] = 0.5  # a plateau row: the bracket closes on a key with ties
+    boost = np.ones(32, np.float32)
+    if chunks == 2:
+        monkeypatch.setattr(kernels.rows, "PARALLEL_MIN", 0)
+        monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    reference = kernels.kwinners.k_winners_eval(x, boost, 144, 600)
+    last = None
+    for start in (-1, 0, 1, 2**31, 2**32 - 1, 2**40):  # none, at either end, outside the keys
+        hint = np.array([start], np.int64)
+        assert torch.equal(kernels.kwinners.k_winners_eval(x, boost, 144, 600, hint), reference)
+        assert last is None or hint[0] == last  # the last row's answer, whatever the start
+        last = hint[0]
+    winners = reference[-1] != 0  # the last row has no ties: its threshold is below its k-th
+    key = x[-1].numpy().view(np.uint32) ^ np.uint32(0x80000000)
+    assert key[winners.numpy()].min() > last - 1 >= key[~winners.numpy()].max()
