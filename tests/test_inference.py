@@ -210,11 +210,12 @@ def test_the_block_transpose_moves_each_value_and_stores_only_the_rows_asked_for
         assert (dst[:3] == -1).all() and (dst[3 + 16 * 23:] == -1).all()
 
 
-@pytest.mark.parametrize("batch", [1, 33])
-def test_the_linear_kernels_are_the_linear_layer(batch):
+@pytest.mark.parametrize("batch, outputs", [(1, 70), (2, 300), (3, 300), (33, 70)])
+def test_the_linear_kernels_are_the_linear_layer(batch, outputs):
+    # 300 outputs: padded to 320, five 64-wide blocks, the last in a column block of its own
     torch.manual_seed(batch)
-    weight = torch.randn(70, 90) * (torch.rand(70, 90) < 0.3)
-    bias = torch.randn(70)
+    weight = torch.randn(outputs, 90) * (torch.rand(outputs, 90) < 0.3)
+    bias = torch.randn(outputs)
     x = torch.randn(batch, 90) * (torch.rand(batch, 90) < 0.4)
     layout = sparse_linear.LinearLayout(weight, bias)
     want = F.linear(x, weight, bias)
