@@ -333,6 +333,32 @@ def test_paired_comparison_by_hand_on_finished_common_seeds(mnist_dir, tmp_path)
     assert "| Sparse CNN-2 − Dense CNN-2 | 2 | +6,500 " in text and "**last epoch**" in text
 
 
+def test_verdicts_sort_comparisons_by_their_interval_and_adjust_p_over_all_of_them():
+    from scipy import stats as sp
+    from experiments.core.stats import paired
+    from experiments.report.paired import verdicts
+    base = np.array([100.0, 102.0, 98.0, 101.0, 99.0])
+    variants = {"lower": base - [900, 1100, 1000, 950, 1050],  # interval below 0
+                "higher": base + [400, 600, 500, 450, 550],
+                "same": base + [300, -250, 100, -200, 50],
+                "one seed": base[:1] - 5000}  # no interval: left out
+    rows = []
+    for name, values in variants.items():
+        c = paired(values, base[:len(values)])
+        rows.append({"label_a": name, "label_b": "Base", "selection": "best", "metric": "noise",
+                     **vars(c)})
+    rows.append({**rows[0], "metric": "test"})  # another metric: left out
+    text = verdicts(pd.DataFrame(rows), "best", "records: here")
+    lines = text.splitlines()
+    assert [line.split(" | ")[:2] for line in lines[2:5]] == [
+        ["| below 0", "lower"], ["| above 0", "higher"], ["| across 0", "same"]]
+    assert "| lower | -1,000 [" in lines[2] and "one seed" not in text
+    ps = [sp.ttest_rel(variants[n], base).pvalue for n in ("lower", "higher", "same")]
+    q = sp.false_discovery_control(ps)
+    assert lines[4].endswith(f"| 5 | {ps[2]:.3g} | {q[2]:.3g} |")
+    assert lines[-1].startswith("3 comparisons tested together") and text.endswith("here.")
+
+
 def test_value_at_reads_dotted_keys_with_list_indices():
     from experiments.report.paired import value_at
     config = {"model": {"conv": [{"k": 400}, {"k": 300}], "hidden": {"density": 0.3}}}

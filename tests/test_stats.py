@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from experiments.core.stats import (bootstrap_interval, claim, mcnemar, mcnemar_claim, paired,
-                                    t_interval)
+from experiments.core.stats import (adjusted_p, bootstrap_interval, claim, mcnemar,
+                                    mcnemar_claim, paired, t_interval, t_test_p)
 
 A = np.array([102_315, 101_020, 103_400, 104_050, 102_510, 99_870])
 B = np.array([97_010, 96_400, 99_900, 98_100, 97_500, 100_020])
@@ -81,3 +81,12 @@ def test_a_mcnemar_claim_states_n_interval_discordant_images_and_p():
     assert f"exact McNemar p = {sp.binomtest(6, 7).pvalue:.3g}" in text
     with pytest.raises(ValueError, match="number of images"):
         mcnemar_claim("a − b", type("Zero", (), {"n": 0})(), "accuracy")
+
+
+def test_the_t_test_p_read_off_the_interval_is_scipys_and_adjusted_p_is_benjamini_hochberg():
+    assert t_test_p(paired(A, B)) == pytest.approx(sp.ttest_rel(A, B).pvalue, rel=1e-9)
+    assert t_test_p(paired(A[:2], B[:2])) == pytest.approx(sp.ttest_rel(A[:2], B[:2]).pvalue)
+    assert t_test_p(paired(A, A)) == 1.0 and t_test_p(paired(A, A - 5)) == 0.0
+    assert math.isnan(t_test_p(paired(A[:1], B[:1])))
+    ps = [0.01, 0.04, 0.03, 0.5]  # BH: p_(i) * m / i, then the running minimum from the top
+    assert adjusted_p(ps) == pytest.approx([0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.5])

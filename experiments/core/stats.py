@@ -66,6 +66,25 @@ def paired(a, b, level=LEVEL, resamples=RESAMPLES, seed=BOOTSTRAP_SEED):
                   wilcoxon_p(d), level)
 
 
+def t_test_p(comparison):
+    """The two-sided paired t-test p of a Paired, from its t interval (the interval is
+    mean +- t_crit * s / sqrt(n), so it holds the test's statistic): scipy.stats.ttest_rel's
+    p for the same pairs. nan for fewer than 2 units."""
+    c = comparison
+    if c.n < 2:
+        return float("nan")
+    scale = (c.t_high - c.t_low) / 2 / stats.t.ppf(0.5 + c.level / 2, c.n - 1)  # s / sqrt(n)
+    if scale == 0:
+        return 1.0 if c.mean == 0 else 0.0
+    return float(2 * stats.t.sf(abs(c.mean) / scale, c.n - 1))
+
+
+def adjusted_p(ps):
+    """Benjamini-Hochberg adjusted p of several tests run together
+    (scipy.stats.false_discovery_control): those below 0.05 hold a false-discovery rate of 5%."""
+    return [float(q) for q in stats.false_discovery_control(np.asarray(ps, dtype=float))]
+
+
 def t_interval(d, level=LEVEL):
     """The t interval of the mean of ``d`` (nan, nan for fewer than 2 values)."""
     n = len(d)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.core.figures import new_figure, save_figure, series_colors
-from experiments.core.stats import claim, paired, t_interval
+from experiments.core.stats import adjusted_p, claim, paired, t_interval, t_test_p
 from experiments.core.records import atomic_write
 from experiments.core.tables import markdown_table
 from experiments.report.tables import seed_table
@@ -94,6 +94,30 @@ def claims(frame, selection, source):
         lines.append("- " + claim(f"{row.label_a} − {row.label_b}", row, "noise score",
                                   source=source))
     return lines
+
+
+def verdicts(frame, selection, source):
+    """A table sorting the comparisons on noise score (2 or more seeds) by their 95% t
+    interval: below 0, above 0, or across it; with each one's paired t-test p and that p
+    adjusted for all of them being tested together (Benjamini-Hochberg: one interval in
+    twenty excludes 0 by chance alone), and a line saying so. "" without such comparisons."""
+    rows = frame[(frame.selection == selection) & (frame.metric == "noise") & (frame.n >= 2)]
+    if rows.empty:
+        return ""
+    ps = [t_test_p(row) for row in rows.itertuples()]
+    table = []
+    for row, p, q in zip(rows.itertuples(), ps, adjusted_p(ps)):
+        side = "below 0" if row.t_high < 0 else "above 0" if row.t_low > 0 else "across 0"
+        table.append({"interval": side, "a": row.label_a,
+                      f"noise score: a − {row.label_b}": f"{row.mean:+,.0f} [{row.t_low:+,.0f}, "
+                                                           f"{row.t_high:+,.0f}]",
+                      "seeds": row.n, "t-test p": _p(p), "adjusted p": _p(q)})
+    order = {"below 0": 0, "above 0": 1, "across 0": 2}
+    table.sort(key=lambda r: order[r["interval"]])
+    return (markdown_table(pd.DataFrame(table).fillna("")) + "\n\n"
+            f"{len(rows)} comparisons tested together: the adjusted p is Benjamini-Hochberg's "
+            f"over them (scipy.stats.false_discovery_control); intervals and p are those of the "
+            f"paired t-test over the seeds both finished; {source}.")
 
 
 def value_at(config, key):

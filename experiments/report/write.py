@@ -13,7 +13,7 @@ from experiments.core.tables import markdown_table, write_table
 from experiments.report import figures
 from experiments.report.compare import comparison_frame, comparison_markdown, comparison_notes
 from experiments.report.paired import (axes_markdown, axis_frame, claims, paired_frame,
-                                       paired_markdown, write_paired)
+                                       paired_markdown, verdicts, write_paired)
 from experiments.report.tables import (epoch_frame, load_published, markdown_frame,
                                        mean_std_cell, noise_curve_frame, provenance_summary,
                                        report_context, results_table, seed_table, table_notes,
@@ -125,7 +125,8 @@ def paired_blocks(context, suite):
         return {}
     source = f"records: `results/reference/{context.experiment}/`"
     blocks = {"paired": markdown_table(paired_markdown(frame, "best")),
-              "claims": "\n".join(claims(frame, "best", source))}
+              "claims": "\n".join(claims(frame, "best", source)),
+              "verdicts": verdicts(frame, "best", source)}
     curves = axis_frame(context, suite.axes)
     if not curves.empty:
         blocks["axes"] = markdown_table(axes_markdown(curves, frame, suite.compare.against))
