@@ -351,8 +351,8 @@ def test_verdicts_sort_comparisons_by_their_interval_and_adjust_p_over_all_of_th
     text = verdicts(pd.DataFrame(rows), "best", "records: here")
     lines = text.splitlines()
     assert [line.split(" | ")[:2] for line in lines[2:5]] == [
-        ["| below 0", "lower"], ["| above 0", "higher"], ["| across 0", "same"]]
-    assert "| lower | -1,000 [" in lines[2] and "one seed" not in text
+        ["| below 0", "lower − Base"], ["| above 0", "higher − Base"], ["| across 0", "same − Base"]]
+    assert "| lower − Base | -1,000 [" in lines[2] and "one seed" not in text
     ps = [sp.ttest_rel(variants[n], base).pvalue for n in ("lower", "higher", "same")]
     q = sp.false_discovery_control(ps)
     assert lines[4].endswith(f"| 5 | {ps[2]:.3g} | {q[2]:.3g} |")

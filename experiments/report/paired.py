@@ -108,13 +108,13 @@ def verdicts(frame, selection, source):
     table = []
     for row, p, q in zip(rows.itertuples(), ps, adjusted_p(ps)):
         side = "below 0" if row.t_high < 0 else "above 0" if row.t_low > 0 else "across 0"
-        table.append({"interval": side, "a": row.label_a,
-                      f"noise score: a − {row.label_b}": f"{row.mean:+,.0f} [{row.t_low:+,.0f}, "
-                                                           f"{row.t_high:+,.0f}]",
+        table.append({"interval": side, "a − b": f"{row.label_a} − {row.label_b}",
+                      "noise score: a − b [95% t]": f"{row.mean:+,.0f} [{row.t_low:+,.0f}, "
+                                                    f"{row.t_high:+,.0f}]",
                       "seeds": row.n, "t-test p": _p(p), "adjusted p": _p(q)})
     order = {"below 0": 0, "above 0": 1, "across 0": 2}
     table.sort(key=lambda r: order[r["interval"]])
-    return (markdown_table(pd.DataFrame(table).fillna("")) + "\n\n"
+    return (markdown_table(pd.DataFrame(table)) + "\n\n"
             f"{len(rows)} comparisons tested together: the adjusted p is Benjamini-Hochberg's "
             f"over them (scipy.stats.false_discovery_control); intervals and p are those of the "
             f"paired t-test over the seeds both finished; {source}.")
