@@ -198,6 +198,12 @@ def _channel_masks(image, offset, masks, words):
             masks[p * words + word] |= bit * np.uint64(row[p] != offset)
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _pop_channel(m, word):
+    """(the lowest channel set in word ``word``'s bits ``m``, ``m`` without it)."""
+    return word * 64 + np.int64(trailing_zeros(m)), m & (m - np.uint64(1))
+
+
 @numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
 def _add_position(acc, a, weights, w0, image, offset, masks, words, p, positions, padded):
     """acc[a:a + padded] += sum over the channels c set in position p's masks (ascending)
@@ -209,8 +215,7 @@ def _add_position(acc, a, weights, w0, image, offset, masks, words, p, positions
         for word in range(words):
             m = item(masks, p * words + word)
             while m:
-                c = word * 64 + np.int64(trailing_zeros(m))
-                m &= m - np.uint64(1)
+                c, m = _pop_channel(m, word)
                 v, w = item(image, c * positions + p) - offset, w0 + c * padded + o
                 a0, a1 = vfma(a0, v, vload(weights, w)), vfma(a1, v, vload(weights, w + 16))
                 a2 = vfma(a2, v, vload(weights, w + 32))
@@ -225,8 +230,7 @@ def _add_position(acc, a, weights, w0, image, offset, masks, words, p, positions
         for word in range(words):
             m = item(masks, p * words + word)
             while m:
-                c = word * 64 + np.int64(trailing_zeros(m))
-                m &= m - np.uint64(1)
+                c, m = _pop_channel(m, word)
                 v = item(image, c * positions + p) - offset
                 a0 = vfma(a0, v, vload(weights, w0 + c * padded + o))
         vstore(acc, a + o, a0)
@@ -242,8 +246,7 @@ def _add_position_twice(acc, a, b, weights, wa, wb, image, offset, masks, words,
     for word in range(words):
         m = item(masks, p * words + word)
         while m:
-            c = word * 64 + np.int64(trailing_zeros(m))
-            m &= m - np.uint64(1)
+            c, m = _pop_channel(m, word)
             v, w = item(image, c * positions + p) - offset, c * BLOCK
             a0, a1 = vfma(a0, v, vload(weights, wa + w)), vfma(a1, v, vload(weights, wa + w + 16))
             a2 = vfma(a2, v, vload(weights, wa + w + 32))
@@ -251,14 +254,11 @@ def _add_position_twice(acc, a, b, weights, wa, wb, image, offset, masks, words,
             b0, b1 = vfma(b0, v, vload(weights, wb + w)), vfma(b1, v, vload(weights, wb + w + 16))
             b2 = vfma(b2, v, vload(weights, wb + w + 32))
             b3 = vfma(b3, v, vload(weights, wb + w + 48))
-    vstore(acc, a, a0)
-    vstore(acc, a + 16, a1)
-    vstore(acc, a + 32, a2)
-    vstore(acc, a + 48, a3)
-    vstore(acc, b, b0)
-    vstore(acc, b + 16, b1)
-    vstore(acc, b + 32, b2)
-    vstore(acc, b + 48, b3)
+    for base, r0, r1, r2, r3 in ((a, a0, a1, a2, a3), (b, b0, b1, b2, b3)):
+        vstore(acc, base, r0)
+        vstore(acc, base + 16, r1)
+        vstore(acc, base + 32, r2)
+        vstore(acc, base + 48, r3)
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
@@ -276,8 +276,7 @@ def _add_position_row5(acc, a, weights, w0, step, image, offset, masks, words, p
     for word in range(words):
         m = item(masks, p * words + word)
         while m:
-            ch = word * 64 + np.int64(trailing_zeros(m))
-            m &= m - np.uint64(1)
+            ch, m = _pop_channel(m, word)
             v, w = item(image, ch * positions + p) - offset, ch * BLOCK
             a0, a1 = vfma(a0, v, vload(weights, wa + w)), vfma(a1, v, vload(weights, wa + w + 16))
             a2 = vfma(a2, v, vload(weights, wa + w + 32))
