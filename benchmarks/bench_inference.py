@@ -14,11 +14,13 @@ half of it. Writes throughput.md, throughput.csv, throughput.png and README.md t
 import argparse
 import csv
 import itertools
+import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,6 +28,7 @@ sys.path.insert(0, str(REPO))
 from data import DataConfig, load_dataset  # noqa: E402
 from experiments.cli import load_experiment  # noqa: E402
 from experiments.core.records import cpu_kind, git_commit  # noqa: E402
+from experiments.core.stats import t_interval  # noqa: E402
 from models import sparse_inference  # noqa: E402
 from models.costs import layer_multiply_adds  # noqa: E402
 from models.pretrained import available, load_pretrained  # noqa: E402
@@ -33,8 +36,8 @@ from models.pretrained import available, load_pretrained  # noqa: E402
 BATCHES = (1, 16, 256)
 THREADS = (1, 2)
 SINGLE_IMAGES = 2_000  # batch 1 cycles through this many test images
-FIELDS = ["network", "label", "threads", "batch", "plain", "sparse", "speedup", "bound",
-          "half_bound_met"]
+FIELDS = ["network", "label", "threads", "batch", "plain", "sparse", "speedup", "speedup_low",
+          "speedup_high", "bound", "half_bound_met"]
 
 
 def throughput(model, batches, seconds):
@@ -76,37 +79,58 @@ def measure(names, x, rounds, seconds, threads, batch_sizes):
     return rates
 
 
+def round_ratios(numerator, denominator):
+    """Per-round ratios of two lists of rates taken in the same rounds (paired by round), and
+    the 95% t interval of their geometric mean (a t interval of the log ratios)."""
+    ratios = [a / b for a, b in zip(numerator, denominator)]
+    low, high = t_interval(np.log(ratios))
+    return ratios, (float(np.exp(low)), float(np.exp(high)))
+
+
 def table_rows(rates, bounds, labels, kwinners):
     rows = []
     order = {name: i for i, name in enumerate(labels)}
     for (name, t, b), r in sorted(rates.items(), key=lambda kv: (order[kv[0][0]], *kv[0][1:])):
         plain, sparse = statistics.median(r["plain"]), statistics.median(r["sparse"])
         speedup = sparse / plain
+        _, (low, high) = round_ratios(r["sparse"], r["plain"])
         rows.append({"network": name, "label": labels[name], "threads": t, "batch": b,
                      "plain": round(plain), "sparse": round(sparse),
-                     "speedup": round(speedup, 2), "bound": round(bounds[name], 2),
+                     "speedup": round(speedup, 2), "speedup_low": round(low, 2),
+                     "speedup_high": round(high, 2), "bound": round(bounds[name], 2),
                      "half_bound_met": (speedup >= bounds[name] / 2) if name in kwinners
                      else ""})
     return rows
 
 
 def markdown(rows):
-    lines = ["| network | threads | batch | plain img/s | sparse img/s | speed-up | bound | "
-             "half the bound |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| network | threads | batch | plain img/s | sparse img/s | speed-up [95% t] | "
+             "bound | half the bound |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         met = {True: "yes", False: "no", "": "-"}[r["half_bound_met"]]
         lines.append(f"| {r['label']} | {r['threads']} | {r['batch']} | {r['plain']:,} | "
-                     f"{r['sparse']:,} | {r['speedup']:.2f}x | {r['bound']:.2f}x | {met} |")
+                     f"{r['sparse']:,} | {r['speedup']:.2f}x [{r['speedup_low']:.2f}, "
+                     f"{r['speedup_high']:.2f}] | {r['bound']:.2f}x | {met} |")
     return "\n".join(lines) + "\n"
 
 
-def against_dense(rows, network="sparse_cnn2", dense="dense_cnn2"):
-    """Lines: the engine's ``network`` against the plain ``dense`` network, per setting."""
+def against_dense(rows, rates, network="sparse_cnn2", dense="dense_cnn2"):
+    """Lines: the engine's ``network`` against the plain ``dense`` network, per setting: the
+    ratio of the medians, and the per-round ratios (the two timed in the same round)."""
     plain = {(r["threads"], r["batch"]): r["plain"] for r in rows if r["network"] == dense}
     label = {r["network"]: r["label"] for r in rows}
-    return [f"{label[network]} (sparse) / {label[dense]} (plain), {r['threads']} thread(s), "
-            f"batch {r['batch']}: {r['sparse'] / plain[r['threads'], r['batch']]:.2f}x"
-            for r in rows if r["network"] == network and (r["threads"], r["batch"]) in plain]
+    lines = []
+    for r in rows:
+        setting = (r["threads"], r["batch"])
+        if r["network"] != network or setting not in plain:
+            continue
+        ratios, (low, high) = round_ratios(rates[(network, *setting)]["sparse"],
+                                           rates[(dense, *setting)]["plain"])
+        lines.append(f"{label[network]} (sparse) / {label[dense]} (plain), {r['threads']} "
+                     f"thread(s), batch {r['batch']}: {r['sparse'] / plain[setting]:.2f}x "
+                     f"(the {len(ratios)} rounds: {min(ratios):.2f}x to {max(ratios):.2f}x, "
+                     f"95% t interval of their geometric mean {low:.2f}x to {high:.2f}x)")
+    return lines
 
 
 def plot(rows, path):
@@ -137,12 +161,14 @@ def plot(rows, path):
 
 
 def write_readme(out, args, extra):
-    command = "python benchmarks/bench_inference.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/bench_inference.py " + shlex.join(sys.argv[1:])
     text = (f"# Inference throughput: plain model against models.sparse_inference\n\n"
             f"Written by `{command.strip()}`.\n\n"
             f"- CPU: {cpu_kind()}\n- torch {torch.__version__}; commit {git_commit()}\n"
-            f"- {args.rounds} rounds of {args.seconds} s per figure, medians; real MNIST test "
-            f"images; bound: dense / effective multiply-adds on 1,000 clean test images\n"
+            f"- {args.rounds} rounds of {args.seconds} s per figure, medians; speed-up [95% t]: "
+            f"the ratio of the medians [the t interval of the per-round ratios' geometric mean, "
+            f"the two figures of a ratio timed in the same round]; real MNIST test images; "
+            f"bound: dense / effective multiply-adds on 1,000 clean test images\n"
             f"- conditions: {args.note}\n\n" + "\n".join(f"- {line}" for line in extra) + "\n"
             f"\nsweeps.md, sweeps.csv and differences.csv (the noise sweeps through either "
             f"engine, and each differing prediction) are written by "
@@ -175,7 +201,7 @@ def main(argv=None):
         writer.writeheader()
         writer.writerows(rows)
     plot(rows, out / "throughput.png")
-    extra = against_dense(rows) if {"sparse_cnn2", "dense_cnn2"} <= set(names) else []
+    extra = against_dense(rows, rates) if {"sparse_cnn2", "dense_cnn2"} <= set(names) else []
     write_readme(out, args, extra)
     print(markdown(rows) + "\n".join(extra))
     return 0

@@ -29,6 +29,10 @@ _spec = importlib.util.spec_from_file_location("check_inference",
                                                REPO / "benchmarks" / "check_inference.py")
 check_inference = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(check_inference)
+_spec = importlib.util.spec_from_file_location("bench_inference",
+                                               REPO / "benchmarks" / "bench_inference.py")
+bench_inference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_inference)
 TIE = 1e-5  # relative: boosted scores this close to the k-th are a tie within rounding
 
 
@@ -297,3 +301,23 @@ def test_an_affine_batch_norm_is_folded_too():
     x = torch.randn(8, 1, 28, 28)
     with torch.no_grad():
         assert torch.allclose(sparse_inference(net)(x), net(x), atol=1e-4)
+
+
+def test_the_benchmark_pairs_its_ratios_by_round_and_bounds_their_geometric_mean():
+    from scipy import stats as sp
+    engine, plain = [300.0, 330.0, 310.0, 290.0, 320.0], [100.0, 150.0, 105.0, 100.0, 140.0]
+    ratios, (low, high) = bench_inference.round_ratios(engine, plain)
+    assert ratios == [3.0, 2.2, engine[2] / plain[2], 2.9, engine[4] / plain[4]]
+    logs = np.log(ratios)
+    want = np.exp(sp.t.interval(0.95, 4, loc=logs.mean(), scale=sp.sem(logs)))
+    assert (low, high) == pytest.approx(tuple(want))
+    assert low < sp.gmean(ratios) < high
+    rates = {("sparse_cnn2", 1, 256): {"sparse": engine, "plain": plain},
+             ("dense_cnn2", 1, 256): {"sparse": plain, "plain": [150.0] * 5}}
+    rows = [{"network": "sparse_cnn2", "label": "Sparse CNN-2", "threads": 1, "batch": 256,
+             "sparse": 310, "plain": 105},
+            {"network": "dense_cnn2", "label": "Dense CNN-2", "threads": 1, "batch": 256,
+             "sparse": 105, "plain": 150}]
+    (line,) = bench_inference.against_dense(rows, rates)
+    assert line.startswith("Sparse CNN-2 (sparse) / Dense CNN-2 (plain), 1 thread(s), "
+                           "batch 256: 2.07x (the 5 rounds: 1.93x to 2.20x")
