@@ -9,8 +9,9 @@ counting instead of comparing:
    sign bit of a positive number, all bits of a negative one).
 2. A threshold t with exactly k keys >= t is searched for in the key space, each probe one
    vectorised pass that counts the keys >= it (``_threshold``: the first probe is the previous
-   row's answer, the next ones interpolate; about 7-10 probes per row on the shipped
-   networks). The winners are then every key >= t, read off in one vectorised pass.
+   row's answer, for a call's first row the last answer of the caller's previous call, the
+   next ones interpolate; about 7-10 probes per row on the shipped networks). The winners
+   are then every key >= t, read off in one vectorised pass.
 3. When the k-th and (k + 1)-th largest keys are equal no such t exists: the search closes on
    that key, and of its ties the lowest indices win, as they do in ``torch.topk``'s place in
    models/kwinners.py (a background plateau: a constant input region gives one channel's
