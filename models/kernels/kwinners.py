@@ -192,7 +192,10 @@ def _forward(x, boost, group, k, out, losers, duty, seen, period_max, train, chu
     ``hint`` (1,) int64: a first probe for the threshold search, updated (_forward_rows).
     """
     rows = x.shape[0]
-    active = np.zeros((chunks, duty.shape[0]), np.float64)
+    if train:
+        active = np.zeros((chunks, duty.shape[0]), np.float64)
+    else:  # nothing is counted: no buffer to clear (a batch of one image felt it)
+        active = _NO_ACTIVE if chunks == 1 else np.zeros((chunks, 1), np.float64)
     hint = np.full(1, -1, np.int64) if hint is None else hint
     if chunks == 1:  # as rows.run_rows: from Python, one compiled kernel for both
         _forward_rows(x, boost, group, k, 0, rows, out, losers, active[0], train, hint)
@@ -251,19 +254,13 @@ def k_winners_eval(x, boost, group, k, hint=None):
     of counting passes: a single image has no row before it in its own call (Sparse CNN-2's
     first layer, one image: 6.1 us per row without a probe, 2.5 with its previous row's)."""
     out = torch.empty_like(x)
-    hint = np.full(1, -1, np.int64) if hint is None else hint
-    chunks = chunk_count(x)
-    if chunks == 1:  # the kernel itself: _forward's set-up costs a batch of one 3 us
-        _forward_rows(x.numpy(), boost, group, k, 0, x.shape[0], out.numpy(), _NO_LOSERS,
-                      _NO_ACTIVE, False, hint)
-    else:
-        _forward(x.numpy(), boost, group, k, out.numpy(), _NO_LOSERS, boost, _NO_COUNT, 1,
-                 False, chunks, hint)
+    _forward(x.numpy(), boost, group, k, out.numpy(), _NO_LOSERS, boost, _NO_COUNT, 1, False,
+             chunk_count(x), hint)
     return out
 
 
 _NO_LOSERS, _NO_COUNT = np.zeros((0, 0), np.bool_), np.zeros(1, np.int64)
-_NO_ACTIVE = np.zeros(1, np.float64)  # count=False: never written
+_NO_ACTIVE = np.zeros((1, 1), np.float64)  # train=False: never written
 
 
 def k_winners(x, layer, boost, group, k):
