@@ -359,6 +359,39 @@ def test_verdicts_sort_comparisons_by_their_interval_and_adjust_p_over_all_of_th
     assert lines[-1].startswith("3 comparisons tested together") and text.endswith("here.")
 
 
+def test_selection_verdicts_say_which_conclusions_change_with_the_held_out_epoch():
+    from scipy import stats as sp
+    from experiments.core.stats import paired
+    from experiments.report.paired import selection_verdicts
+    base = np.array([100.0, 102.0, 98.0, 101.0, 99.0])
+    # under "best" both A and B are clearly higher than the base; under "valid" B's gain is
+    # noise, so B's conclusion changes and A's does not
+    scores = {"best": {"A": base + [900, 1100, 1000, 950, 1050],
+                       "B": base + [400, 600, 500, 450, 550]},
+              "valid": {"A": base + [800, 1000, 900, 850, 950],
+                        "B": base + [300, -250, 100, -200, 50]}}
+    rows = []
+    for selection, nets in scores.items():
+        for name, values in nets.items():
+            for metric in ("noise", "test"):
+                c = paired(values, base)
+                rows.append({"a": name, "b": "base", "label_a": name, "label_b": "Base",
+                             "selection": selection, "metric": metric, **vars(c)})
+    rows.append({**rows[0], "a": "C", "label_a": "C", "n": 1})  # one seed: left out
+    text = selection_verdicts(pd.DataFrame(rows), "records: here")
+    lines = text.splitlines()
+    noise = {line.split(" | ")[0][2:]: line for line in lines[2:6] if "noise score" in line}
+    assert noise["A − Base"].endswith("| a higher |")
+    assert noise["B − Base"].endswith("| changes: a higher → no detectable difference |")
+    q = sp.false_discovery_control([sp.ttest_rel(scores["valid"][n], base).pvalue
+                                    for n in ("A", "B")])
+    assert f"adj. p {q[1]:.3g} |" in noise["B − Base"]
+    assert "C − Base" not in text
+    assert lines[-1].startswith("2 of 4 conclusions change") and text.endswith("here.")
+    one_selection = pd.DataFrame([r for r in rows if r["selection"] == "best"])
+    assert selection_verdicts(one_selection, "records: here") == ""
+
+
 def test_value_at_reads_dotted_keys_with_list_indices():
     from experiments.report.paired import value_at
     config = {"model": {"conv": [{"k": 400}, {"k": 300}], "hidden": {"density": 0.3}}}

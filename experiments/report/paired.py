@@ -120,6 +120,54 @@ def verdicts(frame, selection, source):
             f"paired t-test over the seeds both finished; {source}.")
 
 
+def conclusion(row, q):
+    """What a comparison concludes at a 5% false-discovery rate: 'a higher', 'a lower', or
+    'no detectable difference' (adjusted p q of 0.05 or more, or fewer than 2 seeds)."""
+    if row.n < 2 or not q < 0.05:
+        return "no detectable difference"
+    return "a higher" if row.mean > 0 else "a lower"
+
+
+def selection_verdicts(frame, source, against="best", held_out="valid"):
+    """Which conclusions change when the epoch is chosen on held-out images instead of the
+    test set: per comparison and metric (2 or more seeds), a − b [95% t] with its
+    Benjamini-Hochberg adjusted p under each selection (adjusted within the selection and
+    metric, over the comparisons made together), each one's conclusion, and whether the
+    held-out selection changes it. "" without both selections."""
+    rows = frame[frame.n >= 2]
+    if rows.empty or not {against, held_out} <= set(rows.selection):
+        return ""
+    cells, verdict = {}, {}
+    for (selection, metric), group in rows.groupby(["selection", "metric"], sort=False):
+        digits = METRICS[metric][1]
+        f = (lambda v, d=digits: f"{v:+,.{d}f}")
+        for row, q in zip(group.itertuples(),
+                          adjusted_p([t_test_p(r) for r in group.itertuples()])):
+            key = (row.a, row.b, metric)
+            cells[key, selection] = (f"{f(row.mean)} [{f(row.t_low)}, {f(row.t_high)}], "
+                                     f"adj. p {_p(q)}")
+            verdict[key, selection] = conclusion(row, q)
+            cells[key, "label"] = f"{row.label_a} − {row.label_b}"
+            cells[key, "n"] = row.n
+    table = []
+    for key in dict.fromkeys(k for k, s in verdict):
+        if (key, against) not in verdict or (key, held_out) not in verdict:
+            continue
+        before, after = verdict[key, against], verdict[key, held_out]
+        table.append({"a − b": cells[key, "label"], "metric": METRICS[key[2]][0],
+                      "seeds": cells[key, "n"],
+                      f"{against} epoch (test set)": cells[key, against],
+                      f"{held_out} epoch (held-out images)": cells[key, held_out],
+                      "conclusion": (before if before == after
+                                     else f"changes: {before} → {after}")})
+    changed = sum(r["conclusion"].startswith("changes") for r in table)
+    return (markdown_table(pd.DataFrame(table)) + "\n\n"
+            f"{changed} of {len(table)} conclusions change with the selection. A conclusion is "
+            f"'a higher' or 'a lower' where the Benjamini-Hochberg adjusted p of the paired "
+            f"t-test is below 0.05 (adjusted over the comparisons of one selection and metric), "
+            f"else 'no detectable difference'; the same runs under both selections; {source}.")
+
+
 def value_at(config, key):
     """The value at dotted ``key`` of a resolved config ('model.conv.0.k': list index 0)."""
     value = config
@@ -245,6 +293,9 @@ def paired_report(context, frame):
     """paired.md: one table per selection, then the notes."""
     sections = [f"**{selection} epoch**\n\n" + markdown_table(paired_markdown(frame, selection))
                 for selection in context.selections]
+    changes = selection_verdicts(frame, f"records: {context.experiment}'s run folders")
+    if changes:
+        sections.append("**which conclusions change with the held-out selection**\n\n" + changes)
     return (f"# {context.experiment}: paired comparisons, a − b over seeds\n\n"
             + "\n\n".join(sections) + "\n\n" + "\n".join(paired_notes(context)) + "\n")
 

@@ -13,7 +13,8 @@ from experiments.core.tables import markdown_table, write_table
 from experiments.report import figures
 from experiments.report.compare import comparison_frame, comparison_markdown, comparison_notes
 from experiments.report.paired import (axes_markdown, axis_frame, claims, paired_frame,
-                                       paired_markdown, verdicts, write_paired)
+                                       paired_markdown, selection_verdicts, verdicts,
+                                       write_paired)
 from experiments.report.tables import (epoch_frame, load_published, markdown_frame,
                                        mean_std_cell, noise_curve_frame, provenance_summary,
                                        report_context, results_table, seed_table, table_notes,
@@ -101,6 +102,8 @@ def doc_blocks(exp_dir, suite=None):
         paired    (given the suite's compare:) the paired comparisons, best epoch, as a table
         claims    the same as one sentence each (n, intervals, tests), best epoch
         claims_last, claims_valid   the same at the last epoch, and the held-out selection
+        selection (with held-out images) which conclusions change from the best epoch to the
+                  valid one: each comparison's interval and adjusted p under both
         axes      (given the suite's axes:) each swept value's scores and its paired difference
                   from the compare: against network
     """
@@ -133,6 +136,8 @@ def paired_blocks(context, suite):
     for selection in context.selections:
         if selection != "best":
             blocks[f"claims_{selection}"] = "\n".join(claims(frame, selection, source))
+    if "valid" in context.selections:
+        blocks["selection"] = selection_verdicts(frame, source)
     return blocks
 
 
