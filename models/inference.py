@@ -49,7 +49,7 @@ SPARSE_INPUT_MAX = 0.25  # several channels: above this share of non-zero inputs
 # large batches; the gather kernel reads its rows from L2 or memory).
 LINEAR_RATES = {"dense": ((1, 11e3), (16, 31e3), (64, 47e3)),
                 "gather": ((1, 8e3), (16, 14e3)),
-                "sparse_weights": ((kernels.sparse_linear.TILE, 30e3),)}
+                "sparse_weights": ((kernels.sparse_linear.TILE, 50e3),)}
 
 
 def sparse_inference(net):

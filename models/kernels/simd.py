@@ -16,6 +16,8 @@ loop, and each product is one fused multiply-add with its weight loaded from mem
     vadd(a, b)           a + b
     vmax_first(m, v)     lane by lane: v where v > m or v is NaN, else m (max pooling's rule)
     item(a, i)           a[i] of a 1-d array, without numba's negative-index wraparound
+    aligned_empty(n)     an uninitialised float32 array of n values on a 64-byte boundary
+                         (in a kernel); aligned(a) a copy of a numpy array on one (in Python)
     vtranspose16(src, s0, ss, dst, d0, ds, rows)
                          a 16 x 16 block transposed: dst[d0 + c * ds + r] = src[s0 + r * ss + c]
                          for the block's rows c < rows of dst (16 loads, 64 shuffles, the stores)
@@ -24,6 +26,8 @@ The loads and stores check nothing: the kernels compute every index from shapes 
 on the Python side.
 """
 
+import numba
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -162,3 +166,25 @@ def vtranspose16(typingctx, src, s0, s_stride, dst, d0, d_stride, rows):
                 builder.store(vectors[c], pointer, align=4)
         return context.get_dummy_value()
     return types.none(src, s0, s_stride, dst, d0, d_stride, rows), codegen
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def aligned_empty(n):
+    """An uninitialised float32 array of ``n`` values whose first value starts a 64-byte cache
+    line. numba aligns its arrays to 32 bytes only, so half of its allocations put every
+    16-lane load and store of a buffer read in 64-byte steps across two cache lines."""
+    buf = np.empty(n + LANES, np.float32)
+    skip = (-buf.ctypes.data) % 64 // 4
+    return buf[skip:skip + n]
+
+
+def aligned(array):
+    """A C-contiguous copy of the numpy ``array`` whose data starts a 64-byte cache line:
+    numpy aligns its allocations to 16 bytes, and a 16-lane load from a weight row that does
+    not start a cache line touches two of them."""
+    array = np.asarray(array)
+    buf = np.empty(array.nbytes + 64, np.uint8)
+    skip = (-buf.ctypes.data) % 64
+    out = buf[skip:skip + array.nbytes].view(array.dtype).reshape(array.shape)
+    out[...] = array
+    return out

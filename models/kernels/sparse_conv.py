@@ -48,7 +48,8 @@ import numpy as np
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from models.kernels.rows import chunk_count, run_rows
-from models.kernels.simd import LANES, item, vfma, vload, vmax_first, vstore, vtranspose16
+from models.kernels.simd import (LANES, aligned, aligned_empty, item, vfma, vload, vmax_first,
+                                 vstore, vtranspose16)
 
 BLOCK = 4 * LANES  # output channels accumulated in registers at once (several channels)
 
@@ -65,12 +66,11 @@ class ConvLayout:
         w[:out_c] = weight
         self.in_channels, self.out_channels, self.kernel = in_c, out_c, (kh, kw)
         # W[o, c, di, kw - 1 - m] at [c, di, m * padded + o]
-        self.w_flip = w.flip(3).permute(1, 2, 3, 0).reshape(in_c, kh, kw * padded).numpy()
+        self.w_flip = aligned(w.flip(3).permute(1, 2, 3, 0).reshape(in_c, kh, kw * padded))
         # W[o, c, di, dj] at [((di * kw + dj) * C + c) * padded + o]
-        self.w_taps = w.permute(2, 3, 1, 0).reshape(-1).numpy()
-        self.bias = np.zeros(padded, np.float32)
-        self.bias[:out_c] = bias.numpy()
-        self.w_sum = w.sum((1, 2, 3)).numpy()
+        self.w_taps = aligned(w.permute(2, 3, 1, 0).reshape(-1))
+        self.bias = aligned(np.pad(bias.numpy(), (0, padded - out_c)))
+        self.w_sum = aligned(w.sum((1, 2, 3)))
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
@@ -157,8 +157,8 @@ def _one_channel_samples(x, offsets, w_flip, bias, w_sum, out, first, last):
     kw = w_flip.shape[2] // padded
     ho, wo = height - kh + 1, width - kw + 1
     row = wo * padded
-    acc = np.empty(ho * row, np.float32)
-    pooled = np.empty((ho // 2) * (wo // 2) * padded, np.float32)
+    acc = aligned_empty(ho * row)
+    pooled = aligned_empty((ho // 2) * (wo // 2) * padded)
     weights = w_flip.reshape(-1)
     pixels = np.empty(height * width, np.int64)
     for b in range(first, last):
@@ -309,8 +309,8 @@ def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, first, last)
     ho, wo = height - kh + 1, width - kw + 1
     positions = height * width
     words = -(-channels // 64)
-    acc = np.empty(ho * wo * padded, np.float32)
-    pooled = np.empty((ho // 2) * (wo // 2) * padded, np.float32)
+    acc = aligned_empty(ho * wo * padded)
+    pooled = aligned_empty((ho // 2) * (wo // 2) * padded)
     masks = np.empty(positions * words, np.uint64)
     used = np.empty((3, positions), np.int64)  # the positions that hold inputs: (row, col, p)
     for b in range(first, last):

@@ -9,12 +9,15 @@ with numba. Entries: ``gather(x, layout)`` (zero inputs) and ``sparse_weights(x,
   (n x 64 values) is read from the L2 cache by every sample of the call in turn.
 - ``sparse_weights``: a layer with fixed sparse weights (``SparseWeights``) keeps only its
   non-zero weights, by block of 128 inputs and then by output row (CSR per block:
-  ``starts``, ``columns``, ``values``). For a tile of 32 samples it computes each output
+  ``starts``, ``columns``, ``values``). For a tile of 64 samples it computes each output
   unit from its non-zero weights alone, with the tile's samples as the vector lanes: x.T's
-  row of input i (32 values) times weight W[o, i]; one block of inputs at a time, so that
-  the rows of x.T it reads stay in L1 (the whole x.T, 128 KB for 1,024 inputs, sits in L2:
-  Sparse CNN-2's hidden layer, 256 real test images, 1 thread, AVX-512: 10.0 to 7.0 us
-  per image).
+  row of input i (64 values, four vectors) times weight W[o, i]; one block of inputs at a
+  time, so that the rows of x.T it reads stay in L1 (the whole x.T, 256 KB for 1,024
+  inputs, sits in L2). The tile's x.T is filled by 16 x 16 register transposes. Sparse
+  CNN-2's hidden layer, 256 real test images, 1 thread, AVX-512: 10.0 to 7.0 us per image
+  by the blocks of inputs; 4.6 to 3.8 us from 32 to 64 samples per tile (a weight's two
+  scalar loads then serve four products, not two) and the transposes, one process
+  alternating.
 
 Both are the products torch computes, added in other orders: equal to ``F.linear`` to
 float32 rounding. Which one pays is a matter of counts (``costs``).
@@ -24,11 +27,12 @@ import numba
 import numpy as np
 
 from models.kernels.rows import chunk_count, run_rows
-from models.kernels.simd import LANES, item, vadd, vfma, vload, vstore, vzeros
+from models.kernels.simd import (LANES, aligned, aligned_empty, item, vadd, vfma, vload, vstore,
+                                 vtranspose16, vzeros)
 
 BLOCK = 4 * LANES  # outputs accumulated in registers at once
 COLUMN_BLOCK = 2 * BLOCK  # outputs per pass over the samples (their W.T rows stay in L2)
-TILE = 2 * LANES  # samples per tile of the sparse-weights kernel
+TILE = 4 * LANES  # samples per tile of the sparse-weights kernel
 INPUT_BLOCK = 128  # inputs per pass of the sparse-weights kernel: their x.T rows fit in L1
 
 
@@ -40,10 +44,10 @@ class LinearLayout:
         n_out, n_in = weight.shape
         self.n_out, self.n_in = n_out, n_in
         padded = -(-n_out // BLOCK) * BLOCK
-        self.rows = np.zeros((n_in, padded), np.float32)
-        self.rows[:, :n_out] = weight.t().numpy()
-        self.bias = np.zeros(padded, np.float32)
-        self.bias[:n_out] = bias.numpy()
+        rows = np.zeros((n_in, padded), np.float32)
+        rows[:, :n_out] = weight.t().numpy()
+        self.rows = aligned(rows)
+        self.bias = aligned(np.pad(bias.numpy(), (0, padded - n_out)))
         keep = weight != 0
         rows, columns = keep.nonzero().t().numpy()
         # the non-zero weights by (block of INPUT_BLOCK inputs, output row, input)
@@ -117,12 +121,21 @@ def _sparse_weight_tiles(x, starts, columns, values, bias, out, first, last):
     batch, n_in = x.shape
     n_out = bias.shape[0]
     blocks = (starts.shape[0] - 1) // n_out
-    tile_t = np.zeros(n_in * TILE, np.float32)  # x.T of one tile: input i's TILE samples
-    partial = np.empty(n_out * TILE, np.float32)  # each output's TILE sums so far
+    flat = x.reshape(-1)
+    tile_t = aligned_empty(n_in * TILE)  # x.T of one tile: input i's TILE samples
+    partial = aligned_empty(n_out * TILE)  # each output's TILE sums so far
     for tile in range(first, last):
         b0 = tile * TILE
         size = min(TILE, batch - b0)
-        for s in range(size):
+        whole = size - size % LANES  # samples copied by 16 x 16 register transposes
+        for s0 in range(0, whole, LANES):
+            for i0 in range(0, n_in - LANES + 1, LANES):
+                vtranspose16(flat, (b0 + s0) * n_in + i0, n_in, tile_t, i0 * TILE + s0, TILE,
+                             LANES)
+            for s in range(s0, s0 + LANES):
+                for i in range(n_in - n_in % LANES, n_in):
+                    tile_t[i * TILE + s] = x[b0 + s, i]
+        for s in range(whole, size):
             for i in range(n_in):
                 tile_t[i * TILE + s] = x[b0 + s, i]
         for s in range(size, TILE):  # a last, partial tile: zeros in the missing lanes
@@ -131,20 +144,30 @@ def _sparse_weight_tiles(x, starts, columns, values, bias, out, first, last):
         partial[:] = 0
         for k in range(blocks):
             for o in range(n_out):
-                a0, a1 = vload(partial, o * TILE), vload(partial, o * TILE + 16)
-                a2, a3 = vzeros(), vzeros()
+                p = o * TILE
+                a0, a1 = vload(partial, p), vload(partial, p + 16)
+                a2, a3 = vload(partial, p + 32), vload(partial, p + 48)
+                c0, c1, c2, c3 = vzeros(), vzeros(), vzeros(), vzeros()
                 q, end = item(starts, k * n_out + o), item(starts, k * n_out + o + 1)
-                while q + 1 < end:  # two weights per step: four independent sums
+                while q + 1 < end:  # two weights per step: eight independent sums
                     w, t = item(values, q), item(columns, q) * TILE
                     a0, a1 = vfma(a0, w, vload(tile_t, t)), vfma(a1, w, vload(tile_t, t + 16))
+                    a2 = vfma(a2, w, vload(tile_t, t + 32))
+                    a3 = vfma(a3, w, vload(tile_t, t + 48))
                     w, t = item(values, q + 1), item(columns, q + 1) * TILE
-                    a2, a3 = vfma(a2, w, vload(tile_t, t)), vfma(a3, w, vload(tile_t, t + 16))
+                    c0, c1 = vfma(c0, w, vload(tile_t, t)), vfma(c1, w, vload(tile_t, t + 16))
+                    c2 = vfma(c2, w, vload(tile_t, t + 32))
+                    c3 = vfma(c3, w, vload(tile_t, t + 48))
                     q += 2
                 if q < end:
                     w, t = item(values, q), item(columns, q) * TILE
                     a0, a1 = vfma(a0, w, vload(tile_t, t)), vfma(a1, w, vload(tile_t, t + 16))
-                vstore(partial, o * TILE, vadd(a0, a2))
-                vstore(partial, o * TILE + 16, vadd(a1, a3))
+                    a2 = vfma(a2, w, vload(tile_t, t + 32))
+                    a3 = vfma(a3, w, vload(tile_t, t + 48))
+                vstore(partial, p, vadd(a0, c0))
+                vstore(partial, p + 16, vadd(a1, c1))
+                vstore(partial, p + 32, vadd(a2, c2))
+                vstore(partial, p + 48, vadd(a3, c3))
         for s in range(size):
             for o in range(n_out):
                 out[b0 + s, o] = partial[o * TILE + s] + bias[o]
