@@ -44,6 +44,8 @@ from models.sparse_weights import SparseWeights
 
 ONE_CHANNEL_SPARSE_MAX = 0.4  # first layers: above this share of non-background pixels, oneDNN
 SPARSE_INPUT_MAX = 0.25  # several channels: above this share of non-zero inputs, oneDNN
+SPARSE_WEIGHTS_MAX = 0.5  # linear layers: above this share of non-zero weights, never the
+# stored-weights kernel (a dense layer goes to MKL or the gather, however close the counts)
 # Products per microsecond of each way to run a linear layer, from the batch size given on:
 # the shipped networks' linear layers, 1 thread, AVX-512 (MKL reaches full speed only on
 # large batches; the gather kernel reads its rows from L2 or memory).
@@ -276,6 +278,9 @@ class _LinearBlock(_Block):
     def _fastest(self, batch, nonzero):
         """The path that should take least time, by its products at its measured rate."""
         products = kernels.sparse_linear.costs(self.layout, batch, nonzero)
+        layout = self.layout
+        if layout.nonzero_weights > SPARSE_WEIGHTS_MAX * layout.n_in * layout.n_out:
+            del products["sparse_weights"]
         times = {path: products[path] / rate for path in products
                  if (rate := _rate(path, batch)) is not None}
         return min(times, key=times.get)

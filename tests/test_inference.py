@@ -83,6 +83,21 @@ def test_the_engine_keeps_the_models_winners_and_predictions(name, mnist):
     assert close.float().mean() >= 0.99  # the rest: a unit that tied at some k-th place
 
 
+def test_only_layers_with_sparse_weights_take_the_stored_weights_kernel(mnist):
+    # a dense layer goes to MKL or the gather however close the products' counts: Dense
+    # CNN-1's 4,320 x 1,000 hidden layer was 0.91x of MKL in the stored-weights kernel
+    x = mnist[:256].contiguous()  # clean images
+    for name, sparse_hidden in (("sparse_cnn2", True), ("dense_cnn2", False),
+                                ("sparse_cnn2_w1", False)):
+        engine = sparse_inference(load_pretrained(name))
+        with torch.inference_mode():
+            engine(x)
+        paths = engine.paths()
+        hidden, output = list(paths.values())[-2:]
+        assert (hidden == "sparse_weights") == sparse_hidden, (name, paths)
+        assert output != "sparse_weights", (name, paths)
+
+
 def test_a_wrong_winner_rule_is_caught(mnist):
     net = load_pretrained("sparse_cnn2")
     engine = sparse_inference(net)
