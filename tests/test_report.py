@@ -378,6 +378,10 @@ def test_selection_verdicts_say_which_conclusions_change_with_the_held_out_epoch
                 rows.append({"a": name, "b": "base", "label_a": name, "label_b": "Base",
                              "selection": selection, "metric": metric, **vars(c)})
     rows.append({**rows[0], "a": "C", "label_a": "C", "n": 1})  # one seed: left out
+    for selection in scores:  # two seeds with equal differences: t-test p 0, too few to say
+        c = paired(base[:2] + 41, base[:2])
+        rows.append({"a": "D", "b": "base", "label_a": "D", "label_b": "Base",
+                     "selection": selection, "metric": "test", **vars(c)})
     text = selection_verdicts(pd.DataFrame(rows), "records: here")
     lines = text.splitlines()
     noise = {line.split(" | ")[0][2:]: line for line in lines[2:6] if "noise score" in line}
@@ -387,7 +391,8 @@ def test_selection_verdicts_say_which_conclusions_change_with_the_held_out_epoch
                                     for n in ("A", "B")])
     assert f"adj. p {q[1]:.3g} |" in noise["B − Base"]
     assert "C − Base" not in text
-    assert lines[-1].startswith("2 of 4 conclusions change") and text.endswith("here.")
+    assert [line for line in lines if "| D − Base |" in line][0].endswith("| too few seeds |")
+    assert lines[-1].startswith("2 of 5 conclusions change") and text.endswith("here.")
     one_selection = pd.DataFrame([r for r in rows if r["selection"] == "best"])
     assert selection_verdicts(one_selection, "records: here") == ""
 

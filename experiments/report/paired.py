@@ -120,10 +120,17 @@ def verdicts(frame, selection, source):
             f"paired t-test over the seeds both finished; {source}.")
 
 
+CONCLUSION_MIN_SEEDS = 3  # at 2, one degree of freedom: equal differences give p = 0
+
+
 def conclusion(row, q):
-    """What a comparison concludes at a 5% false-discovery rate: 'a higher', 'a lower', or
-    'no detectable difference' (adjusted p q of 0.05 or more, or fewer than 2 seeds)."""
-    if row.n < 2 or not q < 0.05:
+    """What a comparison concludes at a 5% false-discovery rate: 'a higher', 'a lower', 'no
+    detectable difference' (adjusted p q of 0.05 or more), or 'too few seeds' (fewer than
+    CONCLUSION_MIN_SEEDS: two seeds whose differences happen to be equal give a t-test p of
+    0, however small the difference)."""
+    if row.n < CONCLUSION_MIN_SEEDS:
+        return "too few seeds"
+    if not q < 0.05:
         return "no detectable difference"
     return "a higher" if row.mean > 0 else "a lower"
 
@@ -165,7 +172,8 @@ def selection_verdicts(frame, source, against="best", held_out="valid"):
             f"{changed} of {len(table)} conclusions change with the selection. A conclusion is "
             f"'a higher' or 'a lower' where the Benjamini-Hochberg adjusted p of the paired "
             f"t-test is below 0.05 (adjusted over the comparisons of one selection and metric), "
-            f"else 'no detectable difference'; the same runs under both selections; {source}.")
+            f"else 'no detectable difference', and none is drawn from fewer than "
+            f"{CONCLUSION_MIN_SEEDS} seeds; the same runs under both selections; {source}.")
 
 
 def value_at(config, key):

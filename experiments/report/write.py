@@ -158,7 +158,7 @@ def seeds_frame(context):
     seeds["network"] = seeds.network.map(context.labels)
     wide = seeds.pivot_table(index="network", columns="seed", values="noise_best", sort=False)
     wide.columns = [f"seed {seed}" for seed in wide.columns]
-    return wide.map(lambda v: f"{v:,.0f}").reset_index()
+    return wide.map(lambda v: "-" if np.isnan(v) else f"{v:,.0f}").reset_index()
 
 
 def run_time_line(runs):
