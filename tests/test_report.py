@@ -402,3 +402,10 @@ def test_value_at_reads_dotted_keys_with_list_indices():
     config = {"model": {"conv": [{"k": 400}, {"k": 300}], "hidden": {"density": 0.3}}}
     assert value_at(config, "model.conv.1.k") == 300
     assert value_at(config, "model.hidden.density") == 0.3
+
+
+def test_the_seeds_block_marks_a_seed_a_network_has_not_run(mnist_dir):
+    from experiments.report.write import seeds_frame
+    frame = seeds_frame(report.load_report(mnist_dir)).set_index("network")
+    assert frame.loc["Dense CNN-2", "seed 44"] == "-"  # only Sparse CNN-2 has a seed 44
+    assert frame.loc["Dense CNN-2", "seed 42"] == "95,000"  # the best epoch: 99.3 first at 1
