@@ -96,6 +96,14 @@ def claims(frame, selection, source):
     return lines
 
 
+def tested_together(rows):
+    """(row, paired t-test p, Benjamini-Hochberg adjusted p) for each comparison of ``rows``
+    (a paired_frame slice), the p adjusted over all of them."""
+    rows = list(rows.itertuples())
+    ps = [t_test_p(row) for row in rows]
+    return zip(rows, ps, adjusted_p(ps))
+
+
 def verdicts(frame, selection, source):
     """A table sorting the comparisons on noise score (2 or more seeds) by their 95% t
     interval: below 0, above 0, or across it; with each one's paired t-test p and that p
@@ -104,9 +112,8 @@ def verdicts(frame, selection, source):
     rows = frame[(frame.selection == selection) & (frame.metric == "noise") & (frame.n >= 2)]
     if rows.empty:
         return ""
-    ps = [t_test_p(row) for row in rows.itertuples()]
     table = []
-    for row, p, q in zip(rows.itertuples(), ps, adjusted_p(ps)):
+    for row, p, q in tested_together(rows):
         side = "below 0" if row.t_high < 0 else "above 0" if row.t_low > 0 else "across 0"
         table.append({"interval": side, "a − b": f"{row.label_a} − {row.label_b}",
                       "noise score: a − b [95% t]": f"{row.mean:+,.0f} [{row.t_low:+,.0f}, "
@@ -144,27 +151,22 @@ def selection_verdicts(frame, source, against="best", held_out="valid"):
     rows = frame[frame.n >= 2]
     if rows.empty or not {against, held_out} <= set(rows.selection):
         return ""
-    cells, verdict = {}, {}
-    for (selection, metric), group in rows.groupby(["selection", "metric"], sort=False):
-        digits = METRICS[metric][1]
-        f = (lambda v, d=digits: f"{v:+,.{d}f}")
-        for row, q in zip(group.itertuples(),
-                          adjusted_p([t_test_p(r) for r in group.itertuples()])):
-            key = (row.a, row.b, metric)
-            cells[key, selection] = (f"{f(row.mean)} [{f(row.t_low)}, {f(row.t_high)}], "
-                                     f"adj. p {_p(q)}")
-            verdict[key, selection] = conclusion(row, q)
-            cells[key, "label"] = f"{row.label_a} − {row.label_b}"
-            cells[key, "n"] = row.n
+    tested = {}  # (a, b, metric) -> {selection: (row, adjusted p)}
+    for _, group in rows.groupby(["selection", "metric"], sort=False):
+        for row, _, q in tested_together(group):
+            tested.setdefault((row.a, row.b, row.metric), {})[row.selection] = (row, q)
     table = []
-    for key in dict.fromkeys(k for k, s in verdict):
-        if (key, against) not in verdict or (key, held_out) not in verdict:
+    for (_, _, metric), by_selection in tested.items():
+        if against not in by_selection or held_out not in by_selection:
             continue
-        before, after = verdict[key, against], verdict[key, held_out]
-        table.append({"a − b": cells[key, "label"], "metric": METRICS[key[2]][0],
-                      "seeds": cells[key, "n"],
-                      f"{against} epoch (test set)": cells[key, against],
-                      f"{held_out} epoch (held-out images)": cells[key, held_out],
+        f = (lambda v, d=METRICS[metric][1]: f"{v:+,.{d}f}")
+        cells = {s: f"{f(r.mean)} [{f(r.t_low)}, {f(r.t_high)}], adj. p {_p(q)}"
+                 for s, (r, q) in by_selection.items()}
+        row = by_selection[against][0]
+        before, after = conclusion(*by_selection[against]), conclusion(*by_selection[held_out])
+        table.append({"a − b": f"{row.label_a} − {row.label_b}", "metric": METRICS[metric][0],
+                      "seeds": row.n, f"{against} epoch (test set)": cells[against],
+                      f"{held_out} epoch (held-out images)": cells[held_out],
                       "conclusion": (before if before == after
                                      else f"changes: {before} → {after}")})
     changed = sum(r["conclusion"].startswith("changes") for r in table)
