@@ -42,7 +42,6 @@ from models.kwinners import KWinners, KWinners2d
 from models.pooling import MaxPool2x2
 from models.sparse_weights import SparseWeights
 
-ONE_CHANNEL_SPARSE_MAX = 0.4  # first layers: above this share of non-background pixels, oneDNN
 SPARSE_INPUT_MAX = 0.25  # several channels: above this share of non-zero inputs, oneDNN
 SPARSE_WEIGHTS_MAX = 0.5  # linear layers: above this share of non-zero weights, never the
 # stored-weights kernel (a dense layer goes to MKL or the gather, however close the counts)
@@ -222,6 +221,7 @@ class _ConvBlock(_Block):
                              f"ungrouped convolution, as build_network makes them")
         super().__init__(name, conv)
         self.first, self.pooled, self.layout = first, False, None
+        self.fuse = True  # k-winners inside the conv kernel (False: apart, for profiling)
 
     def finish(self, name, activation):
         if not self.pooled:
@@ -236,14 +236,17 @@ class _ConvBlock(_Block):
             raise ValueError(f"{self.name}: expected (B, {self.weight.shape[1]}, H, W) with "
                              f"H, W >= {size}, got {tuple(x.shape)}")
         if self.first:  # the network's input: the background is each sample's minimum
-            offsets, fraction = kernels.sparse_conv.background(x)
-            sparse = x.shape[1] == 1 and fraction <= ONE_CHANNEL_SPARSE_MAX
+            offsets, _ = kernels.sparse_conv.background(x)
+            sparse = x.shape[1] == 1  # at any density (models/kernels/sparse_conv.py)
         else:  # behind ReLU or k-winners: the background is 0
             offsets = np.zeros(x.shape[0], np.float32)
             if density is None:
                 density = kernels.sparse_conv.nonzero_fraction(x)
             sparse = x.shape[1] > 1 and density <= SPARSE_INPUT_MAX
         self.path = "sparse" if sparse else "library"
+        if sparse and self.fuse and isinstance(self.activation, KWinners2d):
+            winners = (self.boost, self.k, self.hint)  # taken per sample as it is pooled
+            return kernels.sparse_conv.conv_pool(x, offsets, self.layout, winners)
         if sparse:
             return self.activate(kernels.sparse_conv.conv_pool(x, offsets, self.layout))
         return self.activate(kernels.pool.max_pool2x2(F.conv2d(x, self.weight, self.bias)))

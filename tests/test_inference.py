@@ -210,6 +210,59 @@ def test_the_conv_kernel_is_conv_then_pooling(channels, out_channels, height, ke
     assert torch.allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.parametrize("out_channels, width, kernel", [
+    (30, 28, 5), (64, 32, 5), (40, 15, 5), (20, 70, 5), (32, 17, 3)])
+def test_the_one_channel_kernel_is_conv_then_pooling(out_channels, width, kernel):
+    # 40 channels: a second, zero-padded group of 32; width 15: an odd number of pooled
+    # columns (the last block's second half is not stored); width 70: wider than a word of
+    # column bits (every block visited); 3-wide kernels; one sample all background
+    torch.manual_seed(out_channels + width)
+    x = torch.randn(6, 1, 20, width)
+    offsets = torch.randn(6)
+    x = torch.where(torch.rand_like(x) < 0.8, offsets.view(-1, 1, 1, 1), x)
+    x[:, :, :7] = offsets.view(-1, 1, 1, 1)  # background rows
+    x[2] = offsets[2]
+    conv = nn.Conv2d(1, out_channels, kernel)
+    layout = sparse_conv.ConvLayout(conv.weight.detach(), conv.bias.detach())
+    got = sparse_conv.conv_pool(x, offsets.numpy(), layout)
+    with torch.no_grad():
+        want = F.max_pool2d(conv(x), 2)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(got[2], want[2], atol=1e-5) and (got[2] == got[2, :, :1, :1]).all()
+
+
+@pytest.mark.parametrize("channels, k, threads", [
+    (1, 40, 1), (1, 40, 2), (7, 30, 1), (7, 30, 2), (1, 10_000, 1)])
+def test_k_winners_inside_the_conv_kernel_are_k_winners_after_it(channels, k, threads):
+    # the same output bit for bit as pooling the batch, then k_winners_eval: ties included
+    # (all-background samples pool to one value per channel), parallel slices (each with its
+    # own buffer and first probe), and k >= n (every unit wins)
+    torch.manual_seed(channels + k)
+    x = torch.randn(300, channels, 16, 16)
+    x[torch.rand_like(x) < 0.8] = 0.0
+    x[:40] = 0.0  # background samples
+    conv = nn.Conv2d(channels, 20, 5)
+    layout = sparse_conv.ConvLayout(conv.weight.detach(), conv.bias.detach())
+    boost = (torch.rand(20) + 0.5).numpy()
+    offsets = np.zeros(300, np.float32)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        pooled = sparse_conv.conv_pool(x, offsets, layout)
+        want = kwinners_kernel.k_winners_eval(pooled.view(300, -1), boost, 36, k)
+        hint = np.full(1, -1, np.int64)
+        got = sparse_conv.conv_pool(x, offsets, layout, (boost, k, hint))
+        again = sparse_conv.conv_pool(x, offsets, layout, (boost, k, hint))  # with a probe
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(got.view(300, -1), want) and torch.equal(again, got)
+    assert ((got.view(300, -1) != 0).sum(1) <= min(k, 720)).all()
+    assert hint[0] >= 0 or k >= 720
+    with pytest.raises(ValueError, match="boost factors"):
+        sparse_conv.conv_pool(x, offsets, layout, (boost[:5], k, hint))
+
+
 def test_the_block_transpose_moves_each_value_and_stores_only_the_rows_asked_for():
     numba = pytest.importorskip("numba")
     from models.kernels.simd import vtranspose16
@@ -251,8 +304,10 @@ def test_the_kernels_buffers_and_weights_start_cache_lines():
     assert copy.ctypes.data % 64 == 0 and copy.flags.c_contiguous
     assert np.array_equal(copy, source) and copy.dtype == source.dtype
     conv = sparse_conv.ConvLayout(torch.randn(30, 3, 5, 5), torch.randn(30))
+    one = sparse_conv.ConvLayout(torch.randn(30, 1, 5, 5), torch.randn(30))
     linear = sparse_linear.LinearLayout(torch.randn(70, 90), torch.randn(70))
-    vector_read = {conv: ("w_flip", "w_taps", "bias", "w_sum"), linear: ("rows", "bias")}
+    vector_read = {conv: ("w_taps", "bias", "w_sum"), linear: ("rows", "bias"),
+                   one: ("w_block", "bias_block", "w_sum_block")}
     for layout, names in vector_read.items():
         for name in names:
             assert getattr(layout, name).ctypes.data % 64 == 0, name

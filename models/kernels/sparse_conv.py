@@ -15,10 +15,22 @@ clean image, all hold the minimum -0.4242). Only the other inputs are visited.
 
 Two loop orders, by the number of input channels C (the same sums, added in other orders):
 
-- One channel (a network's first layer): each input pixel v at (r, s) adds v * W[:, di, dj]
-  to the outputs (r - di, s - dj) whose windows hold it; for one kernel row di those are one
-  contiguous run of the channels-last accumulator, matched by one run of the weights
-  mirrored along their width (``w_flip``), added 16 lanes at a time.
+- One channel (a network's first layer): the outputs are taken in register blocks of two
+  output rows by four columns (two pooled outputs) by 32 channels, sixteen 16-lane
+  accumulators. For each kernel row di a block adds the kernel row's taps (di, 0 .. KW - 1)
+  for both output rows at once, each tap's 32 weights loaded once for the block's 8 inputs,
+  unless both input rows' 4 + KW - 1 columns under the block are background (one bit per
+  column, a 64-bit word per row); the block is then pooled from its registers. Skipping
+  whole kernel rows adds the same sums in the same order as visiting only the
+  non-background pixels (a background pixel adds exactly 0), bit for bit, with no branch
+  per pixel: on clean MNIST half of the multiply-adds remain (51% of Sparse CNN-2's). It
+  replaced a loop that added each non-background pixel's products into a channels-last
+  accumulator in memory (a load and a store per 16-lane product): Sparse CNN-2's first
+  layer, 256 real test images, one thread, 6.4-7.1 to 4.3-4.7 us per image, one process
+  alternating; oneDNN's convolution and pooling took 17-27 us at every noise level of the
+  sweep, so the engine's first layers take this kernel whatever the input's density. The
+  tap loop's trip count is fixed: trimming it to the taps that reach a non-background
+  input cut the products by a quarter and saved nothing (the varying exit mispredicts).
 - Several channels (behind k-winners: Sparse CNN-2's 600 of 4,608): which channels of a
   position hold a non-zero input is one bit each (a 64-bit word per 64 channels), set by a
   vectorised pass over each channel's row; for each kernel tap (di, dj) every output (i, j)
@@ -37,9 +49,10 @@ Two loop orders, by the number of input channels C (the same sums, added in othe
   image): 16.2 to 13.2 us per image on a faster AVX-512 VM, one process alternating, bit
   for bit.
 
-The accumulator is channels-last (Ho, Wo, O padded to a multiple of 16); pooling keeps the
+Several channels: the accumulator is channels-last (Ho, Wo, O padded to a multiple of 16).
+Both pool into a channels-last buffer (O padded to 16s, or 32s for one channel), keeping the
 first maximum of each window and a NaN, as ``F.max_pool2d`` and models/kernels/pool.py do,
-and writes channel-major (B, O, Ho // 2, Wo // 2), the layout the k-winners kernel reads.
+and write channel-major (B, O, Ho // 2, Wo // 2), the layout the k-winners kernel reads.
 Equal to ``F.max_pool2d(F.conv2d(x, W, bias), 2)`` to float32 rounding, not bit for bit.
 """
 
@@ -47,11 +60,14 @@ import numba
 import numpy as np
 from numba.cpython.unsafe.numbers import trailing_zeros
 
+from models.kernels.kwinners import _forward_rows
 from models.kernels.rows import chunk_count, run_rows
 from models.kernels.simd import (LANES, aligned, aligned_empty, item, vfma, vload, vmax_first,
                                  vstore, vtranspose16)
 
 BLOCK = 4 * LANES  # output channels accumulated in registers at once (several channels)
+GROUP = 2 * LANES  # output channels of one register block (one channel)
+COLUMNS = 4  # outputs per row of a register block (one channel): two pooled columns
 
 
 class ConvLayout:
@@ -65,12 +81,17 @@ class ConvLayout:
         w = weight.new_zeros(padded, in_c, kh, kw)
         w[:out_c] = weight
         self.in_channels, self.out_channels, self.kernel = in_c, out_c, (kh, kw)
-        # W[o, c, di, kw - 1 - m] at [c, di, m * padded + o]
-        self.w_flip = aligned(w.flip(3).permute(1, 2, 3, 0).reshape(in_c, kh, kw * padded))
         # W[o, c, di, dj] at [((di * kw + dj) * C + c) * padded + o]
         self.w_taps = aligned(w.permute(2, 3, 1, 0).reshape(-1))
         self.bias = aligned(np.pad(bias.numpy(), (0, padded - out_c)))
         self.w_sum = aligned(w.sum((1, 2, 3)))
+        if in_c == 1:  # W[o, 0, di, dj] at [o // 32, di, dj, o % 32], O padded to 32s
+            groups = -(-out_c // GROUP)
+            w = weight.new_zeros(groups * GROUP, kh, kw)
+            w[:out_c] = weight[:, 0]
+            self.w_block = aligned(w.reshape(groups, GROUP, kh, kw).permute(0, 2, 3, 1))
+            self.bias_block = aligned(np.pad(bias.numpy(), (0, groups * GROUP - out_c)))
+            self.w_sum_block = aligned(w.sum((1, 2)))
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
@@ -120,6 +141,25 @@ def _start(acc, bias, w_sum, offset, positions, padded):
             vstore(acc, p * padded + o, value)
 
 
+@numba.njit(nogil=True, cache=True)
+def _k_winners(out, b, boost, group, k, state):
+    """out[b] <- the k-winners of sample b's pooled outputs (``state[0]``), while they are in
+    the L1 cache (see ``conv_pool``)."""
+    buf, guess, losers, active = state
+    n = buf.shape[0]
+    _forward_rows(buf.reshape((1, n)), boost, group, k, 0, 1, out[b:b + 1].reshape((1, n)),
+                  losers, active, False, guess)
+
+
+@numba.njit(nogil=True, cache=True)
+def _winners_start(out, k, hint):
+    """The k-winners' state for one kernel call (one per parallel slice): a one-sample
+    buffer of the pooled outputs, a copy of the threshold search's first probe, and the
+    losers and counts that eval mode leaves unwritten."""
+    size = out[0].size if k >= 0 else 0
+    return aligned_empty(size), hint.copy(), np.zeros((0, 0), np.bool_), np.zeros(1)
+
+
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 def _pool(acc, wo, padded, pooled, out):
     """out (O * P, channel-major, P = (Ho // 2) * (Wo // 2)) <- 2x2 max pooling of the
@@ -138,6 +178,13 @@ def _pool(acc, wo, padded, pooled, out):
             best = vmax_first(best, vload(acc, r1 + c0 + o))
             best = vmax_first(best, vload(acc, r1 + c1 + o))
             vstore(pooled, p * padded + o, best)
+    _channel_major(pooled, padded, out)
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _channel_major(pooled, padded, out):
+    """out (O * P, channel-major) <- pooled (P * padded, channels-last)."""
+    positions = pooled.shape[0] // padded
     channels = out.shape[0] // positions
     whole = positions - positions % LANES
     for p0 in range(0, whole, LANES):  # to channel-major, 16 x 16 blocks at a time
@@ -149,40 +196,105 @@ def _pool(acc, wo, padded, pooled, out):
             out[o * positions + p] = pooled[p * padded + o]
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _fma4(a, v0, v1, v2, v3, w0, w1):
+    """Four adjacent outputs' two-vector accumulators a (8 vectors) plus their inputs v0 .. v3
+    times one tap's weights (w0, w1). (Vectors and scalars only: an array argument would
+    cost a reference count update, a call that spills every vector, per use.)"""
+    return (vfma(a[0], v0, w0), vfma(a[1], v0, w1), vfma(a[2], v1, w0), vfma(a[3], v1, w1),
+            vfma(a[4], v2, w0), vfma(a[5], v2, w1), vfma(a[6], v3, w0), vfma(a[7], v3, w1))
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _max4(a, b, c):
+    """The 2 x 2 window's maximum of two-vector outputs: (a[c:c + 2], a[c + 2:c + 4]) in row
+    0, the same of b in row 1, in row-major order (the first maximum)."""
+    return (vmax_first(vmax_first(vmax_first(a[c], a[c + 2]), b[c]), b[c + 2]),
+            vmax_first(vmax_first(vmax_first(a[c + 1], a[c + 3]), b[c + 1]), b[c + 3]))
+
+
 @numba.njit(nogil=True, cache=True, boundscheck=False)
-def _one_channel_samples(x, offsets, w_flip, bias, w_sum, out, first, last):
-    """out[b] for b in [first, last): one input channel, x (B, 1, H, W)."""
+def _active_blocks(img, stride, kw, active):
+    """active[r, k] <- whether row r of img (rows, stride), stride <= 64, holds a non-zero
+    input of block k: one of its columns 4k .. 4k + kw + 2 (block k's outputs are columns
+    4k .. 4k + 3)."""
+    span = np.uint64((1 << (COLUMNS + kw - 1)) - 1)
+    for r in range(active.shape[0]):
+        bits = np.uint64(0)
+        for c in range(stride):
+            bits |= np.uint64(img[r * stride + c] != 0.0) << np.uint64(c)
+        for k in range(active.shape[1]):
+            active[r, k] = (bits >> np.uint64(COLUMNS * k)) & span != 0
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _one_channel_blocks(x, offsets, w_block, bias, w_sum, out, boost, group, k, hint,
+                        first, last):
+    """out[b] for b in [first, last): one input channel, x (B, 1, H, W), by register blocks
+    (see the module's docstring)."""
     height, width = x.shape[2], x.shape[3]
-    kh, padded = w_flip.shape[1], bias.shape[0]
-    kw = w_flip.shape[2] // padded
+    groups, kh, kw = w_block.shape[0], w_block.shape[1], w_block.shape[2]
+    padded = groups * GROUP
+    weights = w_block.reshape(-1)
     ho, wo = height - kh + 1, width - kw + 1
-    row = wo * padded
-    acc = aligned_empty(ho * row)
-    pooled = aligned_empty((ho // 2) * (wo // 2) * padded)
-    weights = w_flip.reshape(-1)
-    pixels = np.empty(height * width, np.int64)
+    hp, wq = ho // 2, wo // 2  # pooled rows and columns
+    blocks = -(-wq // 2)  # register blocks per output row pair
+    stride = blocks * COLUMNS + kw - 1  # the padded image's row length (>= the used columns)
+    used = min(width, stride)
+    img = aligned_empty(height * stride)
+    active = np.empty((height, blocks), np.bool_)
+    pooled = aligned_empty(hp * wq * padded)
+    state = _winners_start(out, k, hint)
     for b in range(first, last):
         offset = offsets[b]
-        _start(acc, bias, w_sum, offset, ho * wo, padded)
         image = x[b, 0].reshape(-1)
-        n = 0
-        for t in range(image.shape[0]):  # branch-free: a branch per pixel mispredicts
-            pixels[n] = t
-            n += image[t] != offset
-        for q in range(n):
-            t = pixels[q]
-            y = t // width
-            col = t - y * width
-            v = image[t] - offset
-            first_x, last_x = max(0, col - kw + 1), min(col, wo - 1)  # output columns
-            start, span = first_x * padded, (last_x - first_x + 1) * padded
-            end = (first_x - col + kw - 1) * padded + span  # the run's end in w_flip
-            for di in range(max(0, y - ho + 1), min(kh, y + 1)):
-                a, w = (y - di) * row + start, di * kw * padded + end - span
-                for u in range(0, span, LANES):
-                    vstore(acc, a + u, vfma(vload(acc, a + u), v, vload(weights, w + u)))
-        _pool(acc, wo, padded, pooled, out[b].reshape(-1))
-
+        for r in range(height):  # the image less its background, zero-padded on the right
+            for c in range(used):
+                img[r * stride + c] = image[r * width + c] - offset
+            for c in range(used, stride):
+                img[r * stride + c] = 0.0
+        if stride <= 64:
+            _active_blocks(img, stride, kw, active)
+        else:  # wider than one word of column bits: every block (zeros add nothing)
+            active[:] = True
+        for g in range(groups):
+            o = g * GROUP
+            s0 = vfma(vload(bias, o), offset, vload(w_sum, o))
+            s1 = vfma(vload(bias, o + LANES), offset, vload(w_sum, o + LANES))
+            start = (s0, s1, s0, s1, s0, s1, s0, s1)
+            base = g * kh * kw * GROUP
+            for i in range(hp):
+                for m in range(blocks):
+                    a, e = start, start  # output rows 2i and 2i + 1, columns 4m .. 4m + 3
+                    for di in range(kh):
+                        r = 2 * i + di
+                        if not (active[r, m] or active[r + 1, m]):
+                            continue
+                        p, w = r * stride + m * COLUMNS, base + di * kw * GROUP
+                        for dj in range(kw):  # a fixed count: a varying one mispredicts
+                            w0 = vload(weights, w + dj * GROUP)
+                            w1 = vload(weights, w + dj * GROUP + LANES)
+                            q = p + dj
+                            a = _fma4(a, item(img, q), item(img, q + 1), item(img, q + 2),
+                                      item(img, q + 3), w0, w1)
+                            q += stride
+                            e = _fma4(e, item(img, q), item(img, q + 1), item(img, q + 2),
+                                      item(img, q + 3), w0, w1)
+                    at = (i * wq + 2 * m) * padded + o
+                    m0, m1 = _max4(a, e, 0)
+                    vstore(pooled, at, m0)
+                    vstore(pooled, at + LANES, m1)
+                    if 2 * m + 1 < wq:
+                        m0, m1 = _max4(a, e, 4)
+                        vstore(pooled, at + padded, m0)
+                        vstore(pooled, at + padded + LANES, m1)
+        if k < 0:
+            _channel_major(pooled, padded, out[b].reshape(-1))
+        else:
+            _channel_major(pooled, padded, state[0])
+            _k_winners(out, b, boost, group, k, state)
+    if k >= 0 and last == out.shape[0]:  # the last slice's answer, for the next call
+        hint[0] = state[1][0]
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 def _channel_masks(image, offset, masks, words):
@@ -312,7 +424,8 @@ def _add_position_row5(acc, a, weights, w0, step, image, offset, masks, words, p
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
-def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, first, last):
+def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, boost, group, k,
+                      hint, first, last):
     """out[b] for b in [first, last): several input channels, x (B, C, H, W)."""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     padded = bias.shape[0]
@@ -323,6 +436,7 @@ def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, first, last)
     pooled = aligned_empty((ho // 2) * (wo // 2) * padded)
     masks = np.empty(positions * words, np.uint64)
     used = np.empty((3, positions), np.int64)  # the positions that hold inputs: (row, col, p)
+    state = _winners_start(out, k, hint)
     for b in range(first, last):
         offset = offsets[b]
         _start(acc, bias, w_sum, offset, ho * wo, padded)
@@ -377,21 +491,43 @@ def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, first, last)
                     if second_ok:
                         _add_position(acc, a - padded, w_taps, w1, image, offset, masks,
                                       words, p, positions, padded)
-        _pool(acc, wo, padded, pooled, out[b].reshape(-1))
+        if k < 0:
+            _pool(acc, wo, padded, pooled, out[b].reshape(-1))
+        else:
+            _pool(acc, wo, padded, pooled, state[0])
+            _k_winners(out, b, boost, group, k, state)
+    if k >= 0 and last == out.shape[0]:  # the last slice's answer, for the next call
+        hint[0] = state[1][0]
 
 
-def conv_pool(x, offsets, layout):
+def conv_pool(x, offsets, layout, winners=None):
     """``F.max_pool2d(F.conv2d(x, W, bias), 2)`` of a contiguous float32 (B, C, H, W) CPU
-    tensor from its values != offsets[b] alone (``offsets`` (B,) float32 numpy)."""
+    tensor from its values != offsets[b] alone (``offsets`` (B,) float32 numpy). With
+    ``winners`` = (boost, k, hint), as models/kernels/kwinners.py's ``k_winners_eval`` takes
+    them (one boost factor per output channel), the k-winners of each sample's pooled
+    outputs instead, taken as soon as they are pooled: the same output as
+    ``k_winners_eval`` of the pooled batch, without writing and reading it back (Sparse
+    CNN-2's first layer: 4.7 MB each way at batch 256)."""
     b, c, h, w = x.shape
     kh, kw = layout.kernel
     ho, wo = h - kh + 1, w - kw + 1
     out = x.new_empty(b, layout.out_channels, ho // 2, wo // 2)
-    if c == 1:
-        args = (x.numpy(), offsets, layout.w_flip, layout.bias, layout.w_sum, out.numpy())
-        run_rows(_one_channel_samples, args, b, chunk_count(x))
+    if winners is None:
+        fused, hint = (_NO_BOOST, 1, -1), _NO_HINT
     else:
-        args = (x.numpy(), offsets, layout.w_taps, layout.bias, layout.w_sum, kh, kw,
-                out.numpy())
-        run_rows(_channels_samples, args, b, chunk_count(x))
+        boost, k, hint = winners
+        if len(boost) != layout.out_channels:
+            raise ValueError(f"conv_pool: {len(boost)} boost factors for "
+                             f"{layout.out_channels} channels")
+        fused = (boost, (ho // 2) * (wo // 2), int(k))
+    if c == 1:
+        kernel, weights = _one_channel_blocks, (layout.w_block, layout.bias_block,
+                                                layout.w_sum_block)
+    else:
+        kernel, weights = _channels_samples, (layout.w_taps, layout.bias, layout.w_sum, kh, kw)
+    args = (x.numpy(), offsets) + weights + (out.numpy(),) + fused + (hint,)
+    run_rows(kernel, args, b, chunk_count(x))
     return out
+
+
+_NO_BOOST, _NO_HINT = np.ones(1, np.float32), np.full(1, -1, np.int64)
