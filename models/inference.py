@@ -236,7 +236,7 @@ class _ConvBlock(_Block):
             raise ValueError(f"{self.name}: expected (B, {self.weight.shape[1]}, H, W) with "
                              f"H, W >= {size}, got {tuple(x.shape)}")
         if self.first:  # the network's input: the background is each sample's minimum
-            offsets, _ = kernels.sparse_conv.background(x)
+            offsets = None  # found by the conv kernel
             sparse = x.shape[1] == 1  # at any density (models/kernels/sparse_conv.py)
         else:  # behind ReLU or k-winners: the background is 0
             offsets = np.zeros(x.shape[0], np.float32)

@@ -230,6 +230,10 @@ def test_the_one_channel_kernel_is_conv_then_pooling(out_channels, width, kernel
     assert got.shape == want.shape
     assert torch.allclose(got, want, atol=1e-5)
     assert torch.allclose(got[2], want[2], atol=1e-5) and (got[2] == got[2, :, :1, :1]).all()
+    found = sparse_conv.conv_pool(x, None, layout)  # each sample's minimum, found inside
+    assert torch.equal(found, sparse_conv.conv_pool(x, sparse_conv.background(x)[0], layout))
+    lows = np.array([sparse_conv._minimum(row) for row in x.view(6, -1).numpy()])
+    assert np.array_equal(lows, x.view(6, -1).min(1).values.numpy())  # 20 x width values
 
 
 @pytest.mark.parametrize("channels, k, threads", [

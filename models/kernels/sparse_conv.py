@@ -214,6 +214,23 @@ def _max4(a, b, c):
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
+def _minimum(values):
+    """min(values) as ``_background_rows`` takes it (the same value), in eight interleaved
+    running minima: one running minimum waits on each comparison before the next."""
+    n = values.shape[0]
+    lows = np.full(8, values[0], np.float32)
+    for t in range(0, n - n % 8, 8):
+        for u in range(8):
+            lows[u] = min(lows[u], values[t + u])
+    low = values[0]
+    for u in range(8):
+        low = min(low, lows[u])
+    for t in range(n - n % 8, n):
+        low = min(low, values[t])
+    return low
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
 def _active_blocks(img, stride, kw, active):
     """active[r, k] <- whether row r of img (rows, stride), stride <= 64, holds a non-zero
     input of block k: one of its columns 4k .. 4k + kw + 2 (block k's outputs are columns
@@ -246,8 +263,8 @@ def _one_channel_blocks(x, offsets, w_block, bias, w_sum, out, boost, group, k, 
     pooled = aligned_empty(hp * wq * padded)
     state = _winners_start(out, k, hint)
     for b in range(first, last):
-        offset = offsets[b]
         image = x[b, 0].reshape(-1)
+        offset = offsets[b] if offsets.shape[0] else _minimum(image)
         for r in range(height):  # the image less its background, zero-padded on the right
             for c in range(used):
                 img[r * stride + c] = image[r * width + c] - offset
@@ -502,7 +519,8 @@ def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, boost, group
 
 def conv_pool(x, offsets, layout, winners=None):
     """``F.max_pool2d(F.conv2d(x, W, bias), 2)`` of a contiguous float32 (B, C, H, W) CPU
-    tensor from its values != offsets[b] alone (``offsets`` (B,) float32 numpy). With
+    tensor from its values != offsets[b] alone (``offsets`` (B,) float32 numpy, or None: each
+    sample's minimum, as ``background`` finds it, found by the kernel for one channel). With
     ``winners`` = (boost, k, hint), as models/kernels/kwinners.py's ``k_winners_eval`` takes
     them (one boost factor per output channel), the k-winners of each sample's pooled
     outputs instead, taken as soon as they are pooled: the same output as
@@ -512,6 +530,8 @@ def conv_pool(x, offsets, layout, winners=None):
     kh, kw = layout.kernel
     ho, wo = h - kh + 1, w - kw + 1
     out = x.new_empty(b, layout.out_channels, ho // 2, wo // 2)
+    if offsets is None:
+        offsets = _FIND_MINIMUM if c == 1 else background(x)[0]
     if winners is None:
         fused, hint = (_NO_BOOST, 1, -1), _NO_HINT
     else:
@@ -531,3 +551,4 @@ def conv_pool(x, offsets, layout, winners=None):
 
 
 _NO_BOOST, _NO_HINT = np.ones(1, np.float32), np.full(1, -1, np.int64)
+_FIND_MINIMUM = np.zeros(0, np.float32)  # no offsets: the one-channel kernel finds each
