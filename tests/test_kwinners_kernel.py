@@ -158,3 +158,20 @@ def test_the_carried_first_probe_changes_no_winner_and_is_left_as_the_last_rows_
     winners = reference[-1] != 0  # the last row has no ties: its threshold is below its k-th
     key = x[-1].numpy().view(np.uint32) ^ np.uint32(0x80000000)
     assert key[winners.numpy()].min() > last - 1 >= key[~winners.numpy()].max()
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 37, 4608])
+def test_the_bracket_copy_keeps_the_keys_in_range_in_order(n):
+    # the threshold search copies the keys inside its bracket once it narrows: whole 16-key
+    # vectors by a register compress, the tail one by one; both ends kept, unsigned order
+    import numpy as np
+    rng = np.random.default_rng(n)
+    keys = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+    keys[: n // 3] = 2**32 - 1  # the largest key and the smallest
+    keys[n // 3: n // 2] = 0
+    for low, high in ((0, 2**32 - 1), (2**31, 2**31 + 2**28), (0, 0), (2**32 - 1, 2**32 - 1),
+                      (5, 4)):
+        spare = np.full(n + 16, 7, np.uint32)
+        m = kernels.kwinners._compact(keys, np.uint32(low), np.uint32(high), spare)
+        want = keys[(keys >= low) & (keys <= high)]
+        assert m == len(want) and np.array_equal(spare[:m], want)

@@ -18,6 +18,11 @@ loop, and each product is one fused multiply-add with its weight loaded from mem
     item(a, i)           a[i] of a 1-d array, without numba's negative-index wraparound
     aligned_empty(n)     an uninitialised float32 array of n values on a 64-byte boundary
                          (in a kernel); aligned(a) a copy of a numpy array on one (in Python)
+    vcompress_range(keys, j, low, high, out, n)
+                         the keys[j:j + 16] (uint32) with low <= key <= high stored
+                         at out[n:] in order; returns n plus their number (a
+                         register compress and one 16-lane store: out needs 16 values
+                         of room past the last one kept)
     vtranspose16(src, s0, ss, dst, d0, ds, rows)
                          a 16 x 16 block transposed: dst[d0 + c * ds + r] = src[s0 + r * ss + c]
                          for the block's rows c < rows of dst (16 loads, 64 shuffles, the stores)
@@ -120,6 +125,43 @@ def item(typingctx, array, index):
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
         return builder.load(builder.gep(data, [args[1]]))
     return array.dtype(array, index), codegen
+
+
+_KEYS = ir.VectorType(ir.IntType(32), LANES)
+_LANE_MASK = ir.VectorType(ir.IntType(1), LANES)
+
+
+def _splat_int(builder, value):
+    lanes = builder.insert_element(ir.Constant(_KEYS, ir.Undefined), value,
+                                   ir.Constant(ir.IntType(32), 0))
+    zeros = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+    return builder.shuffle_vector(lanes, ir.Constant(_KEYS, ir.Undefined), zeros)
+
+
+@intrinsic
+def vcompress_range(typingctx, keys, index, low, high, out, at):
+    def codegen(context, builder, signature, args):
+        keys, index, low, high, out, at = args
+        data = context.make_array(signature.args[0])(context, builder, keys).data
+        v = builder.load(builder.bitcast(builder.gep(data, [index]), _KEYS.as_pointer()),
+                         align=4)
+        low, high = (context.cast(builder, value, typ, types.uint32) for value, typ in
+                     ((low, signature.args[2]), (high, signature.args[3])))
+        inside = builder.and_(builder.icmp_unsigned(">=", v, _splat_int(builder, low)),
+                              builder.icmp_unsigned("<=", v, _splat_int(builder, high)))
+        compress = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_KEYS, [_KEYS, _LANE_MASK, _KEYS]),
+            "llvm.experimental.vector.compress.v16i32")  # the register form: the store
+        packed = builder.call(compress, [v, inside, ir.Constant(_KEYS, ir.Undefined)])
+        at = context.cast(builder, at, signature.args[5], types.int64)
+        target = context.make_array(signature.args[4])(context, builder, out).data
+        builder.store(packed, builder.bitcast(builder.gep(target, [at]), _KEYS.as_pointer()),
+                      align=4)  # form of a compress is microcoded on AMD's cores
+        popcount = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(16), [ir.IntType(16)]), "llvm.ctpop.i16")
+        kept = builder.call(popcount, [builder.bitcast(inside, ir.IntType(16))])
+        return builder.add(at, builder.zext(kept, ir.IntType(64)))
+    return types.int64(keys, index, low, high, out, at), codegen
 
 
 def _transpose_masks():
