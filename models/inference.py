@@ -69,6 +69,7 @@ class SparseInference(nn.Module):
                              "net.eval() first (the engine only evaluates)")
         self.blocks = _blocks(net)
         self.reference = net
+        self.pair_convs = True  # a first conv block and the next in one kernel, where they can
         super().train(False)
 
     def train(self, mode=True):
@@ -93,12 +94,19 @@ class SparseInference(nn.Module):
 
     @torch.no_grad()
     def _run(self, x, outputs):
-        h, density = x.contiguous(), None
-        for block in self.blocks:
-            h = block(h, density)
+        h, density, i = x.contiguous(), None, 0
+        while i < len(self.blocks):
+            block = self.blocks[i]
+            after = self.blocks[i + 1] if i + 1 < len(self.blocks) else None
+            if outputs is None and self.pair_convs and block.pairs_with(after, h):
+                h, block = block.pair(after, h), after  # one kernel for both
+                i += 1
+            else:
+                h = block(h, density)
             density = block.output_density(h)
             if outputs is not None:
                 outputs[block.name] = h
+            i += 1
         return h
 
     def paths(self):
@@ -191,6 +199,9 @@ class _Block:
         if isinstance(activation, nn.LogSoftmax) and activation.dim not in (1, -1):
             raise ValueError(f"sparse_inference: {name!r} must be a log-softmax over dim 1")
 
+    def pairs_with(self, after, x):
+        return False
+
     def output_density(self, h):
         """At most this share of ``h`` (this block's output) is non-zero: k/n after
         k-winners, else None (unknown without counting)."""
@@ -230,11 +241,36 @@ class _ConvBlock(_Block):
         super().finish(name, activation)
         self.layout = kernels.sparse_conv.ConvLayout(self.weight, self.bias)
 
-    def __call__(self, x, density):  # (B, C, H, W) -> (B, O, Ho // 2, Wo // 2)
+    def pairs_with(self, after, x):
+        """Whether this block and ``after`` run as one kernel on ``x`` (sparse_conv.conv_pair):
+        a first layer of one channel and a conv layer behind it, both with k-winners, the
+        second's input sparse enough for its sparse path."""
+        if not (self.first and isinstance(after, _ConvBlock) and self.fuse and after.fuse
+                and isinstance(self.activation, KWinners2d)
+                and isinstance(after.activation, KWinners2d) and x.shape[1] == 1):
+            return False
+        self._check(x)
+        kh, kw = self.layout.kernel
+        h, w = (x.shape[2] - kh + 1) // 2, (x.shape[3] - kw + 1) // 2
+        after_size = max(after.layout.kernel) + 1
+        return (min(h, w) >= after_size
+                and self.k / (self.layout.out_channels * h * w) <= SPARSE_INPUT_MAX)
+
+    def pair(self, after, x):
+        """This block and ``after`` on ``x``, one sample at a time (``pairs_with``)."""
+        self.path = after.path = "sparse"
+        return kernels.sparse_conv.conv_pair(
+            x, (self.layout, (self.boost, self.k, self.hint)),
+            (after.layout, (after.boost, after.k, after.hint)))
+
+    def _check(self, x):
         size = max(self.layout.kernel) + 1  # the smallest input with a pooled output
         if x.dim() != 4 or x.shape[1] != self.weight.shape[1] or min(x.shape[2:]) < size:
             raise ValueError(f"{self.name}: expected (B, {self.weight.shape[1]}, H, W) with "
                              f"H, W >= {size}, got {tuple(x.shape)}")
+
+    def __call__(self, x, density):  # (B, C, H, W) -> (B, O, Ho // 2, Wo // 2)
+        self._check(x)
         if self.first:  # the network's input: the background is each sample's minimum
             offsets = None  # found by the conv kernel
             sparse = x.shape[1] == 1  # at any density (models/kernels/sparse_conv.py)

@@ -267,6 +267,51 @@ def test_k_winners_inside_the_conv_kernel_are_k_winners_after_it(channels, k, th
         sparse_conv.conv_pool(x, offsets, layout, (boost[:5], k, hint))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_two_conv_blocks_in_one_kernel_equal_them_one_after_the_other(threads):
+    # conv_pair: the first layer's k-winners go straight into the second layer, one sample
+    # at a time; the same output bit for bit as the two calls (and the same first probes
+    # carried to the next call), all-background images included
+    torch.manual_seed(threads)
+    x = torch.rand(200, 1, 20, 20)
+    x[torch.rand_like(x) < 0.7] = 0.0
+    x[:30] = 0.5  # background images: every pooled value of a channel equal, ties
+    one = sparse_conv.ConvLayout(torch.randn(24, 1, 5, 5), torch.randn(24))
+    two = sparse_conv.ConvLayout(torch.randn(40, 24, 3, 3) * 0.2, torch.randn(40))
+    boost1, boost2 = (torch.rand(24) + 0.5).numpy(), (torch.rand(40) + 0.5).numpy()
+    hints = [np.full(1, -1, np.int64) for _ in range(4)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        middle = sparse_conv.conv_pool(x, None, one, (boost1, 90, hints[0]))
+        want = sparse_conv.conv_pool(middle, np.zeros(200, np.float32), two,
+                                     (boost2, 50, hints[1]))
+        got = sparse_conv.conv_pair(x, (one, (boost1, 90, hints[2])),
+                                    (two, (boost2, 50, hints[3])))
+    finally:
+        torch.set_num_threads(before)
+    assert got.shape == (200, 40, 3, 3) and torch.equal(got, want)
+    assert ((got.view(200, -1) != 0).sum(1) <= 50).all()
+    assert hints[2][0] >= 0 and hints[3][0] >= 0
+    with pytest.raises(ValueError, match="do not chain"):
+        sparse_conv.conv_pair(x, (two, (boost2, 50, hints[2])), (one, (boost1, 90, hints[3])))
+
+
+def test_the_engine_pairs_the_first_two_conv_blocks_of_a_shipped_network(mnist):
+    # Sparse CNN-2: its first two blocks in one kernel, the output equal to the blocks run
+    # one after the other (clean and noisy images); layer_outputs, which needs the first
+    # block's output, and a second block on a dense input (ReLU's) do not pair
+    engine = sparse_inference(load_pretrained("sparse_cnn2"))
+    x = mnist
+    paired = engine(x)
+    engine.pair_convs = False
+    assert torch.equal(paired, engine(x))
+    assert engine.blocks[0].pairs_with(engine.blocks[1], x)
+    assert not engine.blocks[1].pairs_with(engine.blocks[2], engine.layer_outputs(x)["kwinners1"])
+    dense = sparse_inference(load_pretrained("dense_cnn2"))
+    assert not dense.blocks[0].pairs_with(dense.blocks[1], x)
+
+
 def test_the_block_transpose_moves_each_value_and_stores_only_the_rows_asked_for():
     numba = pytest.importorskip("numba")
     from models.kernels.simd import vtranspose16

@@ -142,22 +142,21 @@ def _start(acc, bias, w_sum, offset, positions, padded):
 
 
 @numba.njit(nogil=True, cache=True)
-def _k_winners(out, b, boost, group, k, state):
-    """out[b] <- the k-winners of sample b's pooled outputs (``state[0]``), while they are in
-    the L1 cache (see ``conv_pool``)."""
-    buf, guess, losers, active = state
-    n = buf.shape[0]
-    _forward_rows(buf.reshape((1, n)), boost, group, k, 0, 1, out[b:b + 1].reshape((1, n)),
-                  losers, active, False, guess)
-
-
-@numba.njit(nogil=True, cache=True)
 def _winners_start(out, k, hint):
     """The k-winners' state for one kernel call (one per parallel slice): a one-sample
     buffer of the pooled outputs, a copy of the threshold search's first probe, and the
     losers and counts that eval mode leaves unwritten."""
     size = out[0].size if k >= 0 else 0
     return aligned_empty(size), hint.copy(), np.zeros((0, 0), np.bool_), np.zeros(1)
+
+
+@numba.njit(nogil=True, cache=True)
+def _k_winners_into(dest, boost, group, k, state):
+    """dest (1-d) <- the k-winners of the pooled outputs ``state[0]``."""
+    buf, guess, losers, active = state
+    n = buf.shape[0]
+    _forward_rows(buf.reshape((1, n)), boost, group, k, 0, 1, dest.reshape((1, n)), losers,
+                  active, False, guess)
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
@@ -245,73 +244,94 @@ def _active_blocks(img, stride, kw, active):
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
-def _one_channel_blocks(x, offsets, w_block, bias, w_sum, out, boost, group, k, hint,
-                        first, last):
-    """out[b] for b in [first, last): one input channel, x (B, 1, H, W), by register blocks
-    (see the module's docstring)."""
-    height, width = x.shape[2], x.shape[3]
-    groups, kh, kw = w_block.shape[0], w_block.shape[1], w_block.shape[2]
-    padded = groups * GROUP
-    weights = w_block.reshape(-1)
+def _one_channel_sample(image, height, width, offset, weights, kh, kw, bias, w_sum, img, active,
+                        pooled, dest):
+    """dest (O, Ho // 2, Wo // 2 flat) <- one sample's pooled convolution: image (H * W) its
+    one channel, weights the layout's w_block flat, img, active and pooled the kernel's
+    buffers."""
+    padded = bias.shape[0]
+    groups = padded // GROUP
     ho, wo = height - kh + 1, width - kw + 1
     hp, wq = ho // 2, wo // 2  # pooled rows and columns
     blocks = -(-wq // 2)  # register blocks per output row pair
     stride = blocks * COLUMNS + kw - 1  # the padded image's row length (>= the used columns)
     used = min(width, stride)
-    img = aligned_empty(height * stride)
-    active = np.empty((height, blocks), np.bool_)
-    pooled = aligned_empty(hp * wq * padded)
+    for r in range(height):  # the image less its background, zero-padded on the right
+        for c in range(used):
+            img[r * stride + c] = image[r * width + c] - offset
+        for c in range(used, stride):
+            img[r * stride + c] = 0.0
+    if stride <= 64:
+        _active_blocks(img, stride, kw, active)
+    else:  # wider than one word of column bits: every block (zeros add nothing)
+        active[:] = True
+    for g in range(groups):
+        o = g * GROUP
+        s0 = vfma(vload(bias, o), offset, vload(w_sum, o))
+        s1 = vfma(vload(bias, o + LANES), offset, vload(w_sum, o + LANES))
+        start = (s0, s1, s0, s1, s0, s1, s0, s1)
+        base = g * kh * kw * GROUP
+        for i in range(hp):
+            for m in range(blocks):
+                a, e = start, start  # output rows 2i and 2i + 1, columns 4m .. 4m + 3
+                for di in range(kh):
+                    r = 2 * i + di
+                    if not (active[r, m] or active[r + 1, m]):
+                        continue
+                    p, w = r * stride + m * COLUMNS, base + di * kw * GROUP
+                    for dj in range(kw):  # a fixed count: a varying one mispredicts
+                        w0 = vload(weights, w + dj * GROUP)
+                        w1 = vload(weights, w + dj * GROUP + LANES)
+                        q = p + dj
+                        a = _fma4(a, item(img, q), item(img, q + 1), item(img, q + 2),
+                                  item(img, q + 3), w0, w1)
+                        q += stride
+                        e = _fma4(e, item(img, q), item(img, q + 1), item(img, q + 2),
+                                  item(img, q + 3), w0, w1)
+                at = (i * wq + 2 * m) * padded + o
+                m0, m1 = _max4(a, e, 0)
+                vstore(pooled, at, m0)
+                vstore(pooled, at + LANES, m1)
+                if 2 * m + 1 < wq:
+                    m0, m1 = _max4(a, e, 4)
+                    vstore(pooled, at + padded, m0)
+                    vstore(pooled, at + padded + LANES, m1)
+    _channel_major(pooled, padded, dest)
+
+
+@numba.njit(nogil=True, cache=True)
+def _one_channel_buffers(height, width, kh, kw, padded):
+    """The one-channel kernel's buffers for one call: img, active, pooled."""
+    ho, wo = height - kh + 1, width - kw + 1
+    blocks = -(-(wo // 2) // 2)
+    stride = blocks * COLUMNS + kw - 1
+    return (aligned_empty(height * stride), np.empty((height, blocks), np.bool_),
+            aligned_empty((ho // 2) * (wo // 2) * padded))
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _one_channel_blocks(x, offsets, w_block, bias, w_sum, out, boost, group, k, hint,
+                        first, last):
+    """out[b] for b in [first, last): one input channel, x (B, 1, H, W), by register blocks
+    (see the module's docstring)."""
+    height, width = x.shape[2], x.shape[3]
+    kh, kw = w_block.shape[1], w_block.shape[2]
+    weights = w_block.reshape(-1)
+    img, active, pooled = _one_channel_buffers(height, width, kh, kw, bias.shape[0])
     state = _winners_start(out, k, hint)
     for b in range(first, last):
         image = x[b, 0].reshape(-1)
         offset = offsets[b] if offsets.shape[0] else _minimum(image)
-        for r in range(height):  # the image less its background, zero-padded on the right
-            for c in range(used):
-                img[r * stride + c] = image[r * width + c] - offset
-            for c in range(used, stride):
-                img[r * stride + c] = 0.0
-        if stride <= 64:
-            _active_blocks(img, stride, kw, active)
-        else:  # wider than one word of column bits: every block (zeros add nothing)
-            active[:] = True
-        for g in range(groups):
-            o = g * GROUP
-            s0 = vfma(vload(bias, o), offset, vload(w_sum, o))
-            s1 = vfma(vload(bias, o + LANES), offset, vload(w_sum, o + LANES))
-            start = (s0, s1, s0, s1, s0, s1, s0, s1)
-            base = g * kh * kw * GROUP
-            for i in range(hp):
-                for m in range(blocks):
-                    a, e = start, start  # output rows 2i and 2i + 1, columns 4m .. 4m + 3
-                    for di in range(kh):
-                        r = 2 * i + di
-                        if not (active[r, m] or active[r + 1, m]):
-                            continue
-                        p, w = r * stride + m * COLUMNS, base + di * kw * GROUP
-                        for dj in range(kw):  # a fixed count: a varying one mispredicts
-                            w0 = vload(weights, w + dj * GROUP)
-                            w1 = vload(weights, w + dj * GROUP + LANES)
-                            q = p + dj
-                            a = _fma4(a, item(img, q), item(img, q + 1), item(img, q + 2),
-                                      item(img, q + 3), w0, w1)
-                            q += stride
-                            e = _fma4(e, item(img, q), item(img, q + 1), item(img, q + 2),
-                                      item(img, q + 3), w0, w1)
-                    at = (i * wq + 2 * m) * padded + o
-                    m0, m1 = _max4(a, e, 0)
-                    vstore(pooled, at, m0)
-                    vstore(pooled, at + LANES, m1)
-                    if 2 * m + 1 < wq:
-                        m0, m1 = _max4(a, e, 4)
-                        vstore(pooled, at + padded, m0)
-                        vstore(pooled, at + padded + LANES, m1)
         if k < 0:
-            _channel_major(pooled, padded, out[b].reshape(-1))
+            _one_channel_sample(image, height, width, offset, weights, kh, kw, bias, w_sum,
+                                img, active, pooled, out[b].reshape(-1))
         else:
-            _channel_major(pooled, padded, state[0])
-            _k_winners(out, b, boost, group, k, state)
+            _one_channel_sample(image, height, width, offset, weights, kh, kw, bias, w_sum,
+                                img, active, pooled, state[0])
+            _k_winners_into(out[b].reshape(-1), boost, group, k, state)
     if k >= 0 and last == out.shape[0]:  # the last slice's answer, for the next call
         hint[0] = state[1][0]
+
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 def _channel_masks(image, offset, masks, words):
@@ -441,80 +461,152 @@ def _add_position_row5(acc, a, weights, w0, step, image, offset, masks, words, p
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
-def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, boost, group, k,
-                      hint, first, last):
-    """out[b] for b in [first, last): several input channels, x (B, C, H, W)."""
-    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+def _channels_sample(image, height, width, offset, w_taps, bias, w_sum, kh, kw, acc, pooled,
+                     masks, used, dest):
+    """dest (O, Ho // 2, Wo // 2 flat) <- one sample's pooled convolution: image (C, H * W),
+    acc, pooled, masks and used the kernel's buffers."""
+    channels = image.shape[0]
     padded = bias.shape[0]
     ho, wo = height - kh + 1, width - kw + 1
     positions = height * width
     words = -(-channels // 64)
-    acc = aligned_empty(ho * wo * padded)
-    pooled = aligned_empty((ho // 2) * (wo // 2) * padded)
-    masks = np.empty(positions * words, np.uint64)
-    used = np.empty((3, positions), np.int64)  # the positions that hold inputs: (row, col, p)
+    _start(acc, bias, w_sum, offset, ho * wo, padded)
+    _channel_masks(image, offset, masks, words)
+    image = image.reshape(-1)
+    n_used = 0
+    for r in range(height):
+        for s in range(width):
+            p = r * width + s
+            held = np.uint64(0)
+            for word in range(words):
+                held |= masks[p * words + word]
+            used[0, n_used], used[1, n_used], used[2, n_used] = r, s, p
+            n_used += held != 0
+    row5 = padded == BLOCK and kw == 5
+    step = channels * padded  # from one tap's weights to the next
+    for di in range(kh):
+        if row5:  # a kernel row's five taps in one pass (40 KB of weights, from L2)
+            w0 = di * kw * step
+            for t in range(n_used):
+                i, j, p = used[0, t] - di, used[1, t], used[2, t]
+                if i < 0 or i >= ho:
+                    continue
+                a = (i * wo + j) * padded
+                if kw - 1 <= j < wo:
+                    _add_position_row5(acc, a, w_taps, w0, step, image, offset, masks,
+                                       words, p, positions)
+                    continue
+                for dj in range(kw):  # near the edges: the taps whose outputs exist
+                    if 0 <= j - dj < wo:
+                        _add_position(acc, a - dj * padded, w_taps, w0 + dj * step,
+                                      image, offset, masks, words, p, positions, padded)
+            continue
+        for dj in range(0, kw, 2):  # tap pairs (di, dj), (di, dj + 1): weights in L1
+            w0 = (di * kw + dj) * channels * padded
+            w1 = w0 + channels * padded
+            pair = padded == BLOCK and dj + 1 < kw
+            for t in range(n_used):
+                i, j, p = used[0, t] - di, used[1, t] - dj, used[2, t]
+                if i < 0 or i >= ho:
+                    continue
+                first_ok, second_ok = 0 <= j < wo, 1 <= j <= wo and dj + 1 < kw
+                a = (i * wo + j) * padded
+                if pair and first_ok and second_ok:
+                    _add_position_twice(acc, a, a - padded, w_taps, w0, w1, image, offset,
+                                        masks, words, p, positions)
+                    continue
+                if first_ok:
+                    _add_position(acc, a, w_taps, w0, image, offset, masks, words, p,
+                                  positions, padded)
+                if second_ok:
+                    _add_position(acc, a - padded, w_taps, w1, image, offset, masks,
+                                  words, p, positions, padded)
+    _pool(acc, wo, padded, pooled, dest)
+
+
+@numba.njit(nogil=True, cache=True)
+def _channels_buffers(channels, height, width, kh, kw, padded):
+    """The several-channel kernel's buffers for one call: acc, pooled, masks, used (the
+    positions that hold inputs: row, column, position)."""
+    ho, wo = height - kh + 1, width - kw + 1
+    positions = height * width
+    return (aligned_empty(ho * wo * padded), aligned_empty((ho // 2) * (wo // 2) * padded),
+            np.empty(positions * -(-channels // 64), np.uint64),
+            np.empty((3, positions), np.int64))
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, boost, group, k,
+                      hint, first, last):
+    """out[b] for b in [first, last): several input channels, x (B, C, H, W)."""
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    acc, pooled, masks, used = _channels_buffers(channels, height, width, kh, kw,
+                                                 bias.shape[0])
     state = _winners_start(out, k, hint)
     for b in range(first, last):
-        offset = offsets[b]
-        _start(acc, bias, w_sum, offset, ho * wo, padded)
-        image = x[b].reshape(channels, positions)
-        _channel_masks(image, offset, masks, words)
-        image = image.reshape(-1)
-        n_used = 0
-        for r in range(height):
-            for s in range(width):
-                p = r * width + s
-                held = np.uint64(0)
-                for word in range(words):
-                    held |= masks[p * words + word]
-                used[0, n_used], used[1, n_used], used[2, n_used] = r, s, p
-                n_used += held != 0
-        row5 = padded == BLOCK and kw == 5
-        step = channels * padded  # from one tap's weights to the next
-        for di in range(kh):
-            if row5:  # a kernel row's five taps in one pass (40 KB of weights, from L2)
-                w0 = di * kw * step
-                for t in range(n_used):
-                    i, j, p = used[0, t] - di, used[1, t], used[2, t]
-                    if i < 0 or i >= ho:
-                        continue
-                    a = (i * wo + j) * padded
-                    if kw - 1 <= j < wo:
-                        _add_position_row5(acc, a, w_taps, w0, step, image, offset, masks,
-                                           words, p, positions)
-                        continue
-                    for dj in range(kw):  # near the edges: the taps whose outputs exist
-                        if 0 <= j - dj < wo:
-                            _add_position(acc, a - dj * padded, w_taps, w0 + dj * step,
-                                          image, offset, masks, words, p, positions, padded)
-                continue
-            for dj in range(0, kw, 2):  # tap pairs (di, dj), (di, dj + 1): weights in L1
-                w0 = (di * kw + dj) * channels * padded
-                w1 = w0 + channels * padded
-                pair = padded == BLOCK and dj + 1 < kw
-                for t in range(n_used):
-                    i, j, p = used[0, t] - di, used[1, t] - dj, used[2, t]
-                    if i < 0 or i >= ho:
-                        continue
-                    first_ok, second_ok = 0 <= j < wo, 1 <= j <= wo and dj + 1 < kw
-                    a = (i * wo + j) * padded
-                    if pair and first_ok and second_ok:
-                        _add_position_twice(acc, a, a - padded, w_taps, w0, w1, image, offset,
-                                            masks, words, p, positions)
-                        continue
-                    if first_ok:
-                        _add_position(acc, a, w_taps, w0, image, offset, masks, words, p,
-                                      positions, padded)
-                    if second_ok:
-                        _add_position(acc, a - padded, w_taps, w1, image, offset, masks,
-                                      words, p, positions, padded)
+        image = x[b].reshape(channels, height * width)
         if k < 0:
-            _pool(acc, wo, padded, pooled, out[b].reshape(-1))
+            _channels_sample(image, height, width, offsets[b], w_taps, bias, w_sum, kh, kw,
+                             acc, pooled, masks, used, out[b].reshape(-1))
         else:
-            _pool(acc, wo, padded, pooled, state[0])
-            _k_winners(out, b, boost, group, k, state)
+            _channels_sample(image, height, width, offsets[b], w_taps, bias, w_sum, kh, kw,
+                             acc, pooled, masks, used, state[0])
+            _k_winners_into(out[b].reshape(-1), boost, group, k, state)
     if k >= 0 and last == out.shape[0]:  # the last slice's answer, for the next call
         hint[0] = state[1][0]
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
+def _pair_samples(x, w_block, bias1, w_sum1, boost1, group1, k1, hint1, w_taps, bias2,
+                  w_sum2, kh2, kw2, out, boost2, group2, k2, hint2, first, last):
+    """out[b] for b in [first, last): x (B, 1, H, W) through the one-channel convolution,
+    pooling and k-winners, then the several-channel convolution, pooling and k-winners,
+    one sample at a time: the first layer's output stays in the L1 cache."""
+    height, width = x.shape[2], x.shape[3]
+    kh, kw = w_block.shape[1], w_block.shape[2]
+    weights = w_block.reshape(-1)
+    channels = boost1.shape[0]
+    h2, w2 = (height - kh + 1) // 2, (width - kw + 1) // 2
+    img, active, pooled1 = _one_channel_buffers(height, width, kh, kw, bias1.shape[0])
+    acc, pooled2, masks, used = _channels_buffers(channels, h2, w2, kh2, kw2, bias2.shape[0])
+    middle = aligned_empty(channels * h2 * w2)  # the first layer's k-winners, one sample
+    state1 = _winners_start(middle.reshape((1, middle.shape[0])), k1, hint1)
+    state2 = _winners_start(out, k2, hint2)
+    image2 = middle.reshape((channels, h2 * w2))
+    for b in range(first, last):
+        image = x[b, 0].reshape(-1)
+        _one_channel_sample(image, height, width, _minimum(image), weights, kh, kw, bias1,
+                            w_sum1, img, active, pooled1, state1[0])
+        _k_winners_into(middle, boost1, group1, k1, state1)
+        _channels_sample(image2, h2, w2, np.float32(0.0), w_taps, bias2, w_sum2, kh2, kw2,
+                         acc, pooled2, masks, used, state2[0])
+        _k_winners_into(out[b].reshape(-1), boost2, group2, k2, state2)
+    if last == out.shape[0]:  # the last slice's answers, for the next call
+        hint1[0], hint2[0] = state1[1][0], state2[1][0]
+
+
+def conv_pair(x, first, second):
+    """Two conv blocks in one kernel call, one sample at a time: ``first`` = (layout,
+    (boost, k, hint)) of a one-channel convolution whose background is each sample's
+    minimum, ``second`` the same of the several-channel convolution that takes its
+    k-winners (background 0). The output of ``conv_pool(conv_pool(x, None, *first), 0,
+    *second)``, bit for bit, without writing the first layer's output out (Sparse CNN-2:
+    18 KB per image, read back from L3 or memory when whole batches go layer by layer)."""
+    (one, (boost1, k1, hint1)), (two, (boost2, k2, hint2)) = first, second
+    b, c, h, w = x.shape
+    kh, kw = one.kernel
+    h2, w2 = (h - kh + 1) // 2, (w - kw + 1) // 2
+    kh2, kw2 = two.kernel
+    if c != 1 or two.in_channels != one.out_channels or len(boost1) != one.out_channels or \
+            len(boost2) != two.out_channels or min(h2, w2) < max(kh2, kw2) + 1:
+        raise ValueError(f"conv_pair: layers {one.in_channels}->{one.out_channels}, "
+                         f"{two.in_channels}->{two.out_channels} do not chain on {tuple(x.shape)}")
+    out = x.new_empty(b, two.out_channels, (h2 - kh2 + 1) // 2, (w2 - kw2 + 1) // 2)
+    args = (x.numpy(), one.w_block, one.bias_block, one.w_sum_block, boost1, h2 * w2, int(k1),
+            hint1, two.w_taps, two.bias, two.w_sum, kh2, kw2, out.numpy(), boost2,
+            out[0, 0].numel(), int(k2), hint2)
+    run_rows(_pair_samples, args, b, chunk_count(x))
+    return out
 
 
 def conv_pool(x, offsets, layout, winners=None):
