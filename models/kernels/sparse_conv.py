@@ -1,6 +1,7 @@
 """Convolution plus 2x2 max pooling from the non-background inputs alone, for inference.
-Compiled with numba. Entry: ``conv_pool(x, offsets, layout)``; ``background(x)`` and
-``nonzero_fraction(x)`` say how sparse an input is.
+Compiled with numba. Entries: ``conv_pool(x, offsets, layout, winners=None)``, and
+``conv_pair(x, first, second)`` for a first layer and the layer behind it in one call;
+``background(x)`` and ``nonzero_fraction(x)`` say how sparse an input is.
 
 For each sample b the kernel computes
 
@@ -54,6 +55,16 @@ Both pool into a channels-last buffer (O padded to 16s, or 32s for one channel),
 first maximum of each window and a NaN, as ``F.max_pool2d`` and models/kernels/pool.py do,
 and write channel-major (B, O, Ho // 2, Wo // 2), the layout the k-winners kernel reads.
 Equal to ``F.max_pool2d(F.conv2d(x, W, bias), 2)`` to float32 rounding, not bit for bit.
+
+With the layer's k-winners given (``winners``), each sample's pooled outputs go to a
+one-sample buffer and the k-winners kernel (models/kernels/kwinners.py) writes the sample's
+output from it at once, instead of the whole batch being pooled to memory and read back: the
+same output bit for bit. ``conv_pair`` goes one step further for a first layer and the
+layer behind it (Sparse CNN-2's two convolutions): each sample runs through both, so the
+first layer's winners (18 KB) never leave the L1 cache. The conv blocks of Sparse CNN-2 at
+batch 256, 4,096 real test images, one thread: 27.6 to 26.4 us per image for the whole
+engine, one process alternating, bit for bit (pooled to memory and read back, the first
+layer's k-winners had taken 1.9 us more per image in the forward pass than on their own).
 """
 
 import numba
