@@ -85,11 +85,12 @@ def vstore(typingctx, array, index, vector):
     return types.none(array, index, vector), codegen
 
 
-def _splat(builder, scalar):
-    lanes = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), scalar,
+def _splat(builder, scalar, vector_type=_VECTOR):
+    """``scalar`` in every lane of a ``vector_type`` value (16 float32 lanes by default)."""
+    lanes = builder.insert_element(ir.Constant(vector_type, ir.Undefined), scalar,
                                    ir.Constant(ir.IntType(32), 0))
     zeros = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-    return builder.shuffle_vector(lanes, ir.Constant(_VECTOR, ir.Undefined), zeros)
+    return builder.shuffle_vector(lanes, ir.Constant(vector_type, ir.Undefined), zeros)
 
 
 @intrinsic
@@ -131,13 +132,6 @@ _KEYS = ir.VectorType(ir.IntType(32), LANES)
 _LANE_MASK = ir.VectorType(ir.IntType(1), LANES)
 
 
-def _splat_int(builder, value):
-    lanes = builder.insert_element(ir.Constant(_KEYS, ir.Undefined), value,
-                                   ir.Constant(ir.IntType(32), 0))
-    zeros = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-    return builder.shuffle_vector(lanes, ir.Constant(_KEYS, ir.Undefined), zeros)
-
-
 @intrinsic
 def vcompress_range(typingctx, keys, index, low, high, out, at):
     def codegen(context, builder, signature, args):
@@ -147,8 +141,8 @@ def vcompress_range(typingctx, keys, index, low, high, out, at):
                          align=4)
         low, high = (context.cast(builder, value, typ, types.uint32) for value, typ in
                      ((low, signature.args[2]), (high, signature.args[3])))
-        inside = builder.and_(builder.icmp_unsigned(">=", v, _splat_int(builder, low)),
-                              builder.icmp_unsigned("<=", v, _splat_int(builder, high)))
+        inside = builder.and_(builder.icmp_unsigned(">=", v, _splat(builder, low, _KEYS)),
+                              builder.icmp_unsigned("<=", v, _splat(builder, high, _KEYS)))
         compress = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(_KEYS, [_KEYS, _LANE_MASK, _KEYS]),
             "llvm.experimental.vector.compress.v16i32")  # the register form: the store
