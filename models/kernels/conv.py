@@ -92,6 +92,12 @@ def _weight_grad_units(grad, x_rows, dw, channels, first, last):
                         row[t] += g * x[t]
 
 
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _weight_grad_units_chunks(args, rows, chunks):  # run_rows: in parallel
+    for c in numba.prange(chunks):
+        _weight_grad_units(*args, c * rows // chunks, (c + 1) * rows // chunks)
+
+
 @numba.njit(nogil=True, cache=True, boundscheck=False, fastmath=_FAST)
 def _input_grad_samples(grad, w_rows, dx_rows, channels, first, last):
     """dx_rows[b] (H, W*C) for b in [first, last) from grad (B, O, Ho, Wo), w_rows (O, KH, KW*C)."""
@@ -112,6 +118,12 @@ def _input_grad_samples(grad, w_rows, dx_rows, channels, first, last):
                     row, w = dx_rows[b, i + di, base:base + span], w_rows[o, di]
                     for t in range(span):
                         row[t] += g * w[t]
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _input_grad_samples_chunks(args, rows, chunks):  # run_rows: in parallel
+    for c in numba.prange(chunks):
+        _input_grad_samples(*args, c * rows // chunks, (c + 1) * rows // chunks)
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False, fastmath=_FAST)
@@ -163,6 +175,12 @@ def _sparse_input_samples(x, w_flip, bias_row, out, first, last):
             for i in range(ho):
                 for j in range(wo):
                     out[b, o, i, j] = acc[i, j * out_c + o]
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _sparse_input_samples_chunks(args, rows, chunks):  # run_rows: in parallel
+    for c in numba.prange(chunks):
+        _sparse_input_samples(*args, c * rows // chunks, (c + 1) * rows // chunks)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -222,7 +240,7 @@ def _sparse_input_conv2d(x, weight, bias):
     bias_row = (x.new_zeros(out_c) if bias is None else bias.detach()).repeat(wo)
     out = x.new_empty(b, out_c, ho, wo)
     args = (x.numpy(), w_flip.numpy(), bias_row.numpy(), out.numpy())
-    run_rows(_sparse_input_samples, args, b, chunk_count(out))
+    run_rows(_sparse_input_samples, _sparse_input_samples_chunks, args, b, chunk_count(out))
     return out
 
 
@@ -260,7 +278,7 @@ def _loop_weight_grad(grad, x, weight):
     out_c, in_c, kh, kw = weight.shape
     dw = weight.new_zeros(out_c, kh, kw, in_c)
     args = (grad.numpy(), _rows(x), dw.view(out_c, kh, kw * in_c).numpy(), in_c)
-    run_rows(_weight_grad_units, args, out_c, chunk_count(grad, out_c))
+    run_rows(_weight_grad_units, _weight_grad_units_chunks, args, out_c, chunk_count(grad, out_c))
     return dw.permute(0, 3, 1, 2).contiguous()
 
 
@@ -269,7 +287,7 @@ def _loop_input_grad(grad, x, weight):
     b, in_c, h, w = x.shape
     dx = x.new_zeros(b, h, w, in_c)
     args = (grad.numpy(), _rows(weight), dx.view(b, h, w * in_c).numpy(), in_c)
-    run_rows(_input_grad_samples, args, b, chunk_count(grad))
+    run_rows(_input_grad_samples, _input_grad_samples_chunks, args, b, chunk_count(grad))
     return dx.permute(0, 3, 1, 2).contiguous()
 
 

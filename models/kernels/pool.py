@@ -58,6 +58,12 @@ def _forward_planes(x, out, arg, save, first, last):
                     out[p, i, j] = _maximum(r0, r1, j)
 
 
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _forward_planes_chunks(args, rows, chunks):  # run_rows: in parallel
+    for c in numba.prange(chunks):
+        _forward_planes(*args, c * rows // chunks, (c + 1) * rows // chunks)
+
+
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 def _backward_planes(grad, arg, grad_in, first, last):
     zero = np.float32(0.0)
@@ -67,6 +73,12 @@ def _backward_planes(grad, arg, grad_in, first, last):
             for j in range(grad.shape[2]):
                 g, k = grad[p, i, j], arg[p, i, j]
                 grad_in[p, 2 * i + k // 2, 2 * j + k % 2] = g
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _backward_planes_chunks(args, rows, chunks):  # run_rows: in parallel
+    for c in numba.prange(chunks):
+        _backward_planes(*args, c * rows // chunks, (c + 1) * rows // chunks)
 
 
 def _planes(x):
@@ -86,7 +98,7 @@ class _MaxPool2x2CPU(torch.autograd.Function):
         save = ctx.needs_input_grad[0]
         arg = torch.empty((b * c, h // 2, w // 2) if save else (0, 0, 0), dtype=torch.uint8)
         views = (_planes(x), out.view(b * c, h // 2, w // 2).numpy(), arg.numpy(), save)
-        run_rows(_forward_planes, views, b * c, chunk_count(x))
+        run_rows(_forward_planes, _forward_planes_chunks, views, b * c, chunk_count(x))
         ctx.save_for_backward(arg)
         ctx.input_shape = x.shape
         return out
@@ -97,7 +109,7 @@ class _MaxPool2x2CPU(torch.autograd.Function):
         b, c, h, w = ctx.input_shape
         grad_in = grad.new_empty(ctx.input_shape)
         views = (_planes(grad), arg.numpy(), grad_in.view(b * c, h, w).numpy())
-        run_rows(_backward_planes, views, b * c, chunk_count(grad_in))
+        run_rows(_backward_planes, _backward_planes_chunks, views, b * c, chunk_count(grad_in))
         return grad_in
 
 

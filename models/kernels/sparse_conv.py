@@ -120,13 +120,20 @@ def _background_rows(flat, offsets, fractions, first, last):
         offsets[b], fractions[b] = low, count / n
 
 
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _background_rows_chunks(args, rows, chunks):  # run_rows: in parallel
+    for c in numba.prange(chunks):
+        _background_rows(*args, c * rows // chunks, (c + 1) * rows // chunks)
+
+
 def background(x):
     """(per-sample minimum (B,) float32 numpy, the share of all values above their
     sample's minimum) of ``x``."""
     flat = x.reshape(x.shape[0], -1).numpy()
     offsets = np.empty(flat.shape[0], np.float32)
     fractions = np.empty(flat.shape[0], np.float64)
-    run_rows(_background_rows, (flat, offsets, fractions), flat.shape[0], chunk_count(x))
+    run_rows(_background_rows, _background_rows_chunks, (flat, offsets, fractions),
+             flat.shape[0], chunk_count(x))
     return offsets, float(fractions.sum()) / len(fractions)
 
 
@@ -342,6 +349,12 @@ def _one_channel_blocks(x, offsets, w_block, bias, w_sum, out, boost, group, k, 
             _k_winners_into(out[b].reshape(-1), boost, group, k, state)
     if k >= 0 and last == out.shape[0]:  # the last slice's answer, for the next call
         hint[0] = state[1][0]
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _one_channel_blocks_chunks(args, rows, chunks):  # run_rows: in parallel
+    for c in numba.prange(chunks):
+        _one_channel_blocks(*args, c * rows // chunks, (c + 1) * rows // chunks)
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
@@ -567,6 +580,12 @@ def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, boost, group
         hint[0] = state[1][0]
 
 
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _channels_samples_chunks(args, rows, chunks):  # run_rows: in parallel
+    for c in numba.prange(chunks):
+        _channels_samples(*args, c * rows // chunks, (c + 1) * rows // chunks)
+
+
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 def _pair_samples(x, w_block, bias1, w_sum1, boost1, group1, k1, hint1, w_taps, bias2,
                   w_sum2, kh2, kw2, out, boost2, group2, k2, hint2, first, last):
@@ -596,6 +615,12 @@ def _pair_samples(x, w_block, bias1, w_sum1, boost1, group1, k1, hint1, w_taps, 
         hint1[0], hint2[0] = state1[1][0], state2[1][0]
 
 
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _pair_samples_chunks(args, rows, chunks):  # run_rows: in parallel
+    for c in numba.prange(chunks):
+        _pair_samples(*args, c * rows // chunks, (c + 1) * rows // chunks)
+
+
 def conv_pair(x, first, second):
     """Two conv blocks in one kernel call, one sample at a time: ``first`` = (layout,
     (boost, k, hint)) of a one-channel convolution whose background is each sample's
@@ -616,7 +641,7 @@ def conv_pair(x, first, second):
     args = (x.numpy(), one.w_block, one.bias_block, one.w_sum_block, boost1, h2 * w2, int(k1),
             hint1, two.w_taps, two.bias, two.w_sum, kh2, kw2, out.numpy(), boost2,
             out[0, 0].numel(), int(k2), hint2)
-    run_rows(_pair_samples, args, b, chunk_count(x))
+    run_rows(_pair_samples, _pair_samples_chunks, args, b, chunk_count(x))
     return out
 
 
@@ -644,12 +669,13 @@ def conv_pool(x, offsets, layout, winners=None):
                              f"{layout.out_channels} channels")
         fused = (boost, (ho // 2) * (wo // 2), int(k))
     if c == 1:
-        kernel, weights = _one_channel_blocks, (layout.w_block, layout.bias_block,
-                                                layout.w_sum_block)
+        kernel, chunked = _one_channel_blocks, _one_channel_blocks_chunks
+        weights = layout.w_block, layout.bias_block, layout.w_sum_block
     else:
-        kernel, weights = _channels_samples, (layout.w_taps, layout.bias, layout.w_sum, kh, kw)
+        kernel, chunked = _channels_samples, _channels_samples_chunks
+        weights = layout.w_taps, layout.bias, layout.w_sum, kh, kw
     args = (x.numpy(), offsets) + weights + (out.numpy(),) + fused + (hint,)
-    run_rows(kernel, args, b, chunk_count(x))
+    run_rows(kernel, chunked, args, b, chunk_count(x))
     return out
 
 

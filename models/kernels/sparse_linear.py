@@ -104,12 +104,18 @@ def _gather_samples(x, rows, bias, out, first, last):
                 vstore(dst, o + 48, a3)
 
 
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _gather_samples_chunks(args, rows, chunks):  # run_rows: in parallel
+    for c in numba.prange(chunks):
+        _gather_samples(*args, c * rows // chunks, (c + 1) * rows // chunks)
+
+
 def gather(x, layout):
     """``F.linear(x, W, bias)`` of a contiguous float32 (B, M) CPU tensor from its non-zero
     inputs alone: (B, N)."""
     out = x.new_empty(x.shape[0], layout.rows.shape[1])
     args = (x.numpy(), layout.rows, layout.bias, out.numpy())
-    run_rows(_gather_samples, args, x.shape[0], chunk_count(x))
+    run_rows(_gather_samples, _gather_samples_chunks, args, x.shape[0], chunk_count(x))
     return out[:, :layout.n_out]
 
 
@@ -173,6 +179,12 @@ def _sparse_weight_tiles(x, starts, columns, values, bias, out, first, last):
                 out[b0 + s, o] = partial[o * TILE + s] + bias[o]
 
 
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _sparse_weight_tiles_chunks(args, rows, chunks):  # run_rows: in parallel
+    for c in numba.prange(chunks):
+        _sparse_weight_tiles(*args, c * rows // chunks, (c + 1) * rows // chunks)
+
+
 def sparse_weights(x, layout):
     """``F.linear(x, W, bias)`` of a contiguous float32 (B, M) CPU tensor from the layer's
     stored non-zero weights alone: (B, N)."""
@@ -181,5 +193,6 @@ def sparse_weights(x, layout):
     tiles = -(-batch // TILE)
     args = (x.numpy(), layout.starts, layout.columns, layout.values,
             layout.bias[:layout.n_out], out.numpy())
-    run_rows(_sparse_weight_tiles, args, tiles, min(tiles, chunk_count(x)))
+    run_rows(_sparse_weight_tiles, _sparse_weight_tiles_chunks, args, tiles,
+             min(tiles, chunk_count(x)))
     return out
