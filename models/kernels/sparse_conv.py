@@ -177,6 +177,23 @@ def _k_winners_into(dest, boost, group, k, state):
                   active, False, guess)
 
 
+@numba.njit(nogil=True, cache=True)
+def _pooled_to(out, b, k, state):
+    """Where sample b's pooled outputs go: out[b] itself, or with k-winners to follow (k >= 0)
+    the one-sample buffer ``_finish_sample`` takes them from."""
+    return out[b].reshape(-1) if k < 0 else state[0]
+
+
+@numba.njit(nogil=True, cache=True)
+def _finish_sample(out, b, boost, group, k, state, hint, last):
+    """With k-winners (k >= 0): out[b] <- those of the pooled buffer; after a call's last
+    sample of the batch, its threshold as the first probe of the next call."""
+    if k >= 0:
+        _k_winners_into(out[b].reshape(-1), boost, group, k, state)
+        if b == last - 1 and last == out.shape[0]:
+            hint[0] = state[1][0]
+
+
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 def _pool(acc, wo, padded, pooled, out):
     """out (O * P, channel-major, P = (Ho // 2) * (Wo // 2)) <- 2x2 max pooling of the
@@ -340,15 +357,9 @@ def _one_channel_blocks(x, offsets, w_block, bias, w_sum, out, boost, group, k, 
     for b in range(first, last):
         image = x[b, 0].reshape(-1)
         offset = offsets[b] if offsets.shape[0] else _minimum(image)
-        if k < 0:
-            _one_channel_sample(image, height, width, offset, weights, kh, kw, bias, w_sum,
-                                img, active, pooled, out[b].reshape(-1))
-        else:
-            _one_channel_sample(image, height, width, offset, weights, kh, kw, bias, w_sum,
-                                img, active, pooled, state[0])
-            _k_winners_into(out[b].reshape(-1), boost, group, k, state)
-    if k >= 0 and last == out.shape[0]:  # the last slice's answer, for the next call
-        hint[0] = state[1][0]
+        _one_channel_sample(image, height, width, offset, weights, kh, kw, bias, w_sum, img,
+                            active, pooled, _pooled_to(out, b, k, state))
+        _finish_sample(out, b, boost, group, k, state, hint, last)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
@@ -569,15 +580,9 @@ def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, boost, group
     state = _winners_start(out, k, hint)
     for b in range(first, last):
         image = x[b].reshape(channels, height * width)
-        if k < 0:
-            _channels_sample(image, height, width, offsets[b], w_taps, bias, w_sum, kh, kw,
-                             acc, pooled, masks, used, out[b].reshape(-1))
-        else:
-            _channels_sample(image, height, width, offsets[b], w_taps, bias, w_sum, kh, kw,
-                             acc, pooled, masks, used, state[0])
-            _k_winners_into(out[b].reshape(-1), boost, group, k, state)
-    if k >= 0 and last == out.shape[0]:  # the last slice's answer, for the next call
-        hint[0] = state[1][0]
+        _channels_sample(image, height, width, offsets[b], w_taps, bias, w_sum, kh, kw, acc,
+                         pooled, masks, used, _pooled_to(out, b, k, state))
+        _finish_sample(out, b, boost, group, k, state, hint, last)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
