@@ -234,6 +234,12 @@ def test_the_one_channel_kernel_is_conv_then_pooling(out_channels, width, kernel
     assert torch.equal(found, sparse_conv.conv_pool(x, sparse_conv.background(x)[0], layout))
     lows = np.array([sparse_conv._minimum(row) for row in x.view(6, -1).numpy()])
     assert np.array_equal(lows, x.view(6, -1).min(1).values.numpy())  # 20 x width values
+    x[3, 0, 10, 5] = float("nan")  # a NaN pixel: NaN in the windows that hold it, as conv2d
+    with torch.no_grad():
+        want = F.max_pool2d(conv(x), 2)
+    for offsets in (None, sparse_conv.background(x)[0]):
+        assert torch.allclose(sparse_conv.conv_pool(x, offsets, layout), want, atol=1e-5,
+                              equal_nan=True)
 
 
 @pytest.mark.parametrize("channels, k, threads", [

@@ -107,13 +107,12 @@ class ConvLayout:
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 def _background_rows(flat, offsets, fractions, first, last):
-    """offsets[b] <- min of row b; fractions[b] <- share of its values != that minimum."""
+    """offsets[b] <- min of row b (``_minimum``, as the one-channel kernel finds it);
+    fractions[b] <- share of its values != that minimum."""
     n = flat.shape[1]
     for b in range(first, last):
         row = flat[b]
-        low = row[0]
-        for t in range(n):
-            low = min(low, row[t])
+        low = _minimum(row)
         count = 0
         for t in range(n):
             count += row[t] != low
@@ -249,8 +248,8 @@ def _max4(a, b, c):
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 def _minimum(values):
-    """min(values) as ``_background_rows`` takes it (the same value), in eight interleaved
-    running minima: one running minimum waits on each comparison before the next."""
+    """min(values), in eight interleaved running minima (one running minimum waits on each
+    comparison before the next): ``background`` and the one-channel kernel both take it."""
     n = values.shape[0]
     lows = np.full(8, values[0], np.float32)
     for t in range(0, n - n % 8, 8):
