@@ -8,10 +8,13 @@ pool, activation; or linear, [BatchNorm], [dropout], activation) as one computat
 - BatchNorm (eval: a fixed affine map) is folded into the weights before it; dropout is
   the identity.
 - A convolution and its 2x2 max pooling run from the non-background inputs alone
-  (models/kernels/sparse_conv.py) when they are few: behind k-winners (Sparse CNN-2's
-  second layer: 600 of 4,608), and an image's background (a clean MNIST digit: 82% of the
-  pixels hold the minimum). Denser inputs go to oneDNN (``F.conv2d``) and the exact pooling
-  kernel.
+  (models/kernels/sparse_conv.py): a network's one-channel first layer always (register
+  blocks that skip an image's background, 82% of a clean MNIST digit's pixels, and beat
+  oneDNN at any density), a layer behind k-winners or ReLU when its inputs are few (Sparse
+  CNN-2's second layer: 600 of 4,608 non-zero; above ``SPARSE_INPUT_MAX``, oneDNN's
+  ``F.conv2d`` and the exact pooling kernel). Behind a conv layer, k-winners runs inside the
+  conv kernel, a sample at a time; a first layer and the conv layer behind it, both with
+  k-winners, run as one kernel (``SparseInference.pair_convs``).
 - A linear layer runs whichever of three ways should take least time (its products counted
   per batch, ``sparse_linear.costs``, at each way's measured rate, ``LINEAR_RATES``): the
   rows of W.T of each sample's non-zero inputs (after k-winners), the stored non-zero
