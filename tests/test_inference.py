@@ -362,7 +362,7 @@ def test_the_kernels_buffers_and_weights_start_cache_lines():
     one = sparse_conv.ConvLayout(torch.randn(30, 1, 5, 5), torch.randn(30))
     linear = sparse_linear.LinearLayout(torch.randn(70, 90), torch.randn(70))
     vector_read = {conv: ("w_taps", "bias", "w_sum"), linear: ("rows", "bias"),
-                   one: ("w_block", "bias_block", "w_sum_block")}
+                   one: ("w_block", "bias", "w_sum")}
     for layout, names in vector_read.items():
         for name in names:
             assert getattr(layout, name).ctypes.data % 64 == 0, name

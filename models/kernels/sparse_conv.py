@@ -84,26 +84,21 @@ COLUMNS = 4  # outputs per row of a register block (one channel): two pooled col
 class ConvLayout:
     """A convolution's weights (O, C, KH, KW) and bias (O,) (float32 CPU tensors) laid out
     for the kernels as numpy arrays, output channels padded with zeros to a multiple of
-    LANES."""
+    LANES (of GROUP for one input channel, whose kernel takes them 32 at a time)."""
 
     def __init__(self, weight, bias):
         out_c, in_c, kh, kw = weight.shape
-        padded = -(-out_c // LANES) * LANES
+        step = GROUP if in_c == 1 else LANES
+        padded = -(-out_c // step) * step
         w = weight.new_zeros(padded, in_c, kh, kw)
         w[:out_c] = weight
         self.in_channels, self.out_channels, self.kernel = in_c, out_c, (kh, kw)
-        # W[o, c, di, dj] at [((di * kw + dj) * C + c) * padded + o]
-        self.w_taps = aligned(w.permute(2, 3, 1, 0).reshape(-1))
         self.bias = aligned(np.pad(bias.numpy(), (0, padded - out_c)))
         self.w_sum = aligned(w.sum((1, 2, 3)))
-        if in_c == 1:  # W[o, 0, di, dj] at [o // 32, di, dj, o % 32], O padded to 32s
-            groups = -(-out_c // GROUP)
-            w = weight.new_zeros(groups * GROUP, kh, kw)
-            w[:out_c] = weight[:, 0]
-            self.w_block = aligned(w.reshape(groups, GROUP, kh, kw).permute(0, 2, 3, 1))
-            self.bias_block = aligned(np.pad(bias.numpy(), (0, groups * GROUP - out_c)))
-            self.w_sum_block = aligned(w.sum((1, 2)))
-
+        if in_c == 1:  # W[o, 0, di, dj] at [o // 32, di, dj, o % 32]
+            self.w_block = aligned(w.reshape(padded // GROUP, GROUP, kh, kw).permute(0, 2, 3, 1))
+        else:  # W[o, c, di, dj] at [((di * kw + dj) * C + c) * padded + o]
+            self.w_taps = aligned(w.permute(2, 3, 1, 0).reshape(-1))
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 def _background_rows(flat, offsets, fractions, first, last):
@@ -642,7 +637,7 @@ def conv_pair(x, first, second):
         raise ValueError(f"conv_pair: layers {one.in_channels}->{one.out_channels}, "
                          f"{two.in_channels}->{two.out_channels} do not chain on {tuple(x.shape)}")
     out = x.new_empty(b, two.out_channels, (h2 - kh2 + 1) // 2, (w2 - kw2 + 1) // 2)
-    args = (x.numpy(), one.w_block, one.bias_block, one.w_sum_block, boost1, h2 * w2, int(k1),
+    args = (x.numpy(), one.w_block, one.bias, one.w_sum, boost1, h2 * w2, int(k1),
             hint1, two.w_taps, two.bias, two.w_sum, kh2, kw2, out.numpy(), boost2,
             out[0, 0].numel(), int(k2), hint2)
     run_rows(_pair_samples, _pair_samples_chunks, args, b, chunk_count(x))
@@ -674,7 +669,7 @@ def conv_pool(x, offsets, layout, winners=None):
         fused = (boost, (ho // 2) * (wo // 2), int(k))
     if c == 1:
         kernel, chunked = _one_channel_blocks, _one_channel_blocks_chunks
-        weights = layout.w_block, layout.bias_block, layout.w_sum_block
+        weights = layout.w_block, layout.bias, layout.w_sum
     else:
         kernel, chunked = _channels_samples, _channels_samples_chunks
         weights = layout.w_taps, layout.bias, layout.w_sum, kh, kw
