@@ -242,6 +242,46 @@ def test_the_one_channel_kernel_is_conv_then_pooling(out_channels, width, kernel
                               equal_nan=True)
 
 
+@pytest.mark.parametrize("channels, out_channels, width, kernel", [
+    (1, 40, 15, 5), (1, 32, 17, 3), (1, 20, 70, 5), (7, 64, 13, 5), (7, 30, 13, 3),
+    (70, 64, 9, 5)])
+def test_the_avx512_and_avx2_register_blocks_add_the_same_sums(channels, out_channels, width,
+                                                               kernel):
+    # the conv kernels take wider register blocks where the CPU has AVX-512 (simd.AVX512):
+    # both kinds are run here on every machine, and must agree bit for bit (the same sums in
+    # the same order), odd pooled widths, padded channel groups and all-background rows too
+    torch.manual_seed(channels + width)
+    x = torch.randn(3, channels, 16, width)
+    x[torch.rand_like(x) < 0.8] = 0.0
+    x[:, :, :6] = 0.0
+    conv = nn.Conv2d(channels, out_channels, kernel)
+    layout = sparse_conv.ConvLayout(conv.weight.detach(), conv.bias.detach())
+    kh = kw = kernel
+    ho, wo = 16 - kh + 1, width - kw + 1
+    padded = layout.bias.shape[0]
+    got = {}
+    for wide in (True, False):
+        out = np.full((3, out_channels, ho // 2, wo // 2), np.nan, np.float32)
+        for b in range(3):
+            if channels == 1:
+                image = x[b, 0].reshape(-1).numpy()
+                buffers = sparse_conv._one_channel_buffers(16, width, kh, kw, padded)
+                sparse_conv._one_channel_sample(image, 16, width, np.float32(0.0),
+                                                layout.w_block.reshape(-1), kh, kw, layout.bias,
+                                                layout.w_sum, *buffers, out[b].reshape(-1), wide)
+            else:
+                image = x[b].reshape(channels, -1).numpy()
+                buffers = sparse_conv._channels_buffers(channels, 16, width, kh, kw, padded)
+                sparse_conv._channels_sample(image, 16, width, np.float32(0.0), layout.w_taps,
+                                             layout.bias, layout.w_sum, kh, kw, *buffers,
+                                             out[b].reshape(-1), wide)
+        got[wide] = out
+    assert np.array_equal(got[True], got[False])
+    with torch.no_grad():
+        want = F.max_pool2d(conv(x), 2).numpy()
+    assert np.allclose(got[False], want, atol=1e-5)
+
+
 @pytest.mark.parametrize("channels, k, threads", [
     (1, 40, 1), (1, 40, 2), (7, 30, 1), (7, 30, 2), (1, 10_000, 1)])
 def test_k_winners_inside_the_conv_kernel_are_k_winners_after_it(channels, k, threads):

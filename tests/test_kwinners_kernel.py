@@ -175,3 +175,25 @@ def test_the_bracket_copy_keeps_the_keys_in_range_in_order(n):
         m = kernels.kwinners._compact(keys, np.uint32(low), np.uint32(high), spare)
         want = keys[(keys >= low) & (keys <= high)]
         assert m == len(want) and np.array_equal(spare[:m], want)
+
+
+@pytest.mark.parametrize("n, k", [(4608, 600), (1024, 450), (700, 150), (37, 5)])
+def test_the_threshold_is_the_same_with_and_without_the_bracket_copy(n, k):
+    # the copy runs only where the CPU has a register compress (AVX-512): both routes are
+    # checked on every machine, on distinct keys, on a plateau of ties at the k-th key, and
+    # from a first probe that is wrong
+    import numpy as np
+    rng = np.random.default_rng(n)
+    distinct = rng.permutation(np.arange(1, n + 1, dtype=np.uint32) * np.uint32(977))
+    tied = distinct.copy()
+    order = np.argsort(-distinct.astype(np.int64))
+    tied[order[k - 3:k + 5]] = distinct[order[k - 1]]  # 8 equal keys around the k-th
+    for keys in (distinct, tied):
+        spare = np.empty(n + 16, np.uint32)
+        for guess in (-1, int(keys.max()) // 3):
+            both = [kernels.kwinners._threshold(keys, keys.max(), k, guess, spare, compress)
+                    for compress in (True, False)]
+            assert both[0] == both[1]
+            t, need = both[0]
+            assert (keys > t).sum() + need == k and 0 <= need <= (keys == t).sum()
+            assert need == (0 if keys is distinct else 3)

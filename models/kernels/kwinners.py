@@ -15,6 +15,11 @@ counting instead of comparing:
    register compress per 16 keys, models/kernels/simd.py) and the later probes count them
    alone: Sparse CNN-2's first layer, 256 real test images, one thread, 2.24 to 1.73 us
    per row, one process alternating; its smaller layers (1,024 and 700 keys) unchanged.
+   That needs AVX-512: on a CPU with AVX2 alone LLVM expands the compress lane by lane, and
+   the copy cost more than it saved (Zen 3, the same rows: 12.6 us per row with it, 7.1
+   without), so there every probe counts the whole row. A count is one compare and a
+   popcount of its lane mask per 16 keys (``vcount_at_least``; numba's own loop widened the
+   count to 64 bits: 4 keys per AVX2 compare; 14.3 to 11.0 us per row there).
    The winners are then every key >= t, read off in one vectorised pass.
 3. When the k-th and (k + 1)-th largest keys are equal no such t exists: the search closes on
    that key, and of its ties the lowest indices win, as they do in ``torch.topk``'s place in
@@ -40,7 +45,7 @@ import numpy as np
 import torch
 
 from models.kernels.rows import chunk_count
-from models.kernels.simd import LANES, vcompress_range
+from models.kernels.simd import AVX512, LANES, vcompress_range, vcount_at_least
 
 
 
@@ -70,9 +75,12 @@ def _boosted_keys(row, boost, group, keys):
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 def _count_at_least(keys, n, t):
     """The number of keys[:n] >= t: one vectorised pass."""
-    count = np.int32(0)
-    for j in range(n):
-        count += np.int32(keys[j] >= t)
+    whole = n - n % LANES
+    count = 0
+    for j in range(0, whole, LANES):
+        count += vcount_at_least(keys, j, t)
+    for j in range(whole, n):
+        count += keys[j] >= t
     return count
 
 
@@ -92,7 +100,7 @@ def _compact(keys, low, high, out):
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
-def _threshold(keys, largest, k, guess, spare):
+def _threshold(keys, largest, k, guess, spare, compress=AVX512):
     """(t, need): the k largest ``keys`` (ties: lowest indices) are every key > t and the
     first ``need`` keys == t, for 1 <= k < len(keys).
 
@@ -103,10 +111,11 @@ def _threshold(keys, largest, k, guess, spare):
     closes from one side does not crawl), and from the 24th probe on they halve the bracket,
     so that no row takes more than 56. When the k-th and (k + 1)-th largest keys are equal no
     such t exists and the bracket closes on that key: t is it, and ``need`` of its ties win.
-    Once the bracket holds at most an eighth of the keys, they are copied to ``spare``
-    (len(keys) + LANES values) in one pass, and the probes after it count them alone
-    (Sparse CNN-2's first layer: 4,608 keys, 7-10 probes, the bracket under 576 keys after
-    two or three).
+    With ``compress`` (default: the CPU has AVX-512's register compress), once the bracket
+    holds at most an eighth of the keys, they are copied to ``spare`` (len(keys) + LANES
+    values) in one pass, and the probes after it count them alone (Sparse CNN-2's first
+    layer: 4,608 keys, 7-10 probes, the bracket under 576 keys after two or three). The same
+    t either way: only the number of keys each probe counts differs.
     """
     n = keys.shape[0]
     lo, hi = np.int64(0), np.int64(largest) + 1  # count(keys >= lo) > k > count(keys >= hi)
@@ -116,7 +125,7 @@ def _threshold(keys, largest, k, guess, spare):
     t, probes = guess, 0
     source, size, base = keys, n, np.int64(0)  # count(keys >= t) = base + count(source >= t)
     while hi - lo > 1:
-        if size == n and (c_lo - c_hi) * 8 <= n:  # the keys in [lo, hi) alone
+        if compress and size == n and (c_lo - c_hi) * 8 <= n:  # the keys in [lo, hi) alone
             size = _compact(keys, np.uint32(lo), np.uint32(hi - 1), spare)
             source, base = spare, c_hi
         if not lo < t < hi:

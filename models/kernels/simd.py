@@ -18,6 +18,11 @@ loop, and each product is one fused multiply-add with its weight loaded from mem
     item(a, i)           a[i] of a 1-d array, without numba's negative-index wraparound
     aligned_empty(n)     an uninitialised float32 array of n values on a 64-byte boundary
                          (in a kernel); aligned(a) a copy of a numpy array on one (in Python)
+    vcount_at_least(keys, j, t)
+                         how many of keys[j:j + 16] (uint32) are >= t (one compare, its
+                         lane mask's popcount: 16 keys per AVX-512 compare, 8 per AVX2 one;
+                         numba's own loop widened every count to 64 bits, 4 keys per
+                         AVX2 compare)
     vcompress_range(keys, j, low, high, out, n)
                          the keys[j:j + 16] (uint32) with low <= key <= high stored
                          at out[n:] in order; returns n plus their number (a
@@ -39,6 +44,26 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 LANES = 16
+
+
+def _target_has(feature):
+    """Whether numba compiles for a CPU with ``feature`` (an LLVM name such as "avx512f"):
+    the host's, or what NUMBA_CPU_NAME / NUMBA_CPU_FEATURES ask for instead."""
+    from numba.core import config
+    if config.CPU_FEATURES:
+        return f"+{feature}" in config.CPU_FEATURES.split(",")
+    if config.CPU_NAME and config.CPU_NAME != "host":
+        return False  # a named generic target (haswell: the AVX2 build): assume without
+    import llvmlite.binding as ll
+    return bool(ll.get_host_cpu_features().get(feature, False))
+
+
+# Whether the kernels compile for AVX-512. There a 16-lane vector is one register of 32 and a
+# register compress one instruction (vpcompressd). With AVX2 alone a vector takes two of 16
+# registers, so a kernel's register blocks take half as many vectors (or spill), and LLVM
+# expands a compress lane by lane, slower than the counting it was meant to save: the kernels
+# choose their blocks by it (models/kernels/sparse_conv.py, kwinners.py).
+AVX512 = _target_has("avx512f")
 _VECTOR = ir.VectorType(ir.FloatType(), LANES)
 
 
@@ -130,6 +155,22 @@ def item(typingctx, array, index):
 
 _KEYS = ir.VectorType(ir.IntType(32), LANES)
 _LANE_MASK = ir.VectorType(ir.IntType(1), LANES)
+
+
+@intrinsic
+def vcount_at_least(typingctx, keys, index, t):
+    def codegen(context, builder, signature, args):
+        keys, index, t = args
+        data = context.make_array(signature.args[0])(context, builder, keys).data
+        v = builder.load(builder.bitcast(builder.gep(data, [index]), _KEYS.as_pointer()),
+                         align=4)
+        t = context.cast(builder, t, signature.args[2], types.uint32)
+        above = builder.icmp_unsigned(">=", v, _splat(builder, t, _KEYS))
+        popcount = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(16), [ir.IntType(16)]), "llvm.ctpop.i16")
+        kept = builder.call(popcount, [builder.bitcast(above, ir.IntType(16))])
+        return builder.zext(kept, ir.IntType(64))
+    return types.int64(keys, index, t), codegen
 
 
 @intrinsic

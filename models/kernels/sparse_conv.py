@@ -50,6 +50,14 @@ Two loop orders, by the number of input channels C (the same sums, added in othe
   image): 16.2 to 13.2 us per image on a faster AVX-512 VM, one process alternating, bit
   for bit.
 
+Without AVX-512 (``simd.AVX512`` false: AVX2 alone, where a 16-lane vector takes two of
+16 registers) both kernels take smaller register blocks, the same sums in the same order,
+bit for bit (tested on every machine): the first layer's blocks are 2 x 2 outputs x 16
+channels (4 vectors, not 16), the second layer's passes one tap each (4 vectors, not 20 or
+8). On a 2-core Zen 3 VM with AVX2, Sparse CNN-2, 256 real test images, one thread, one
+process alternating: the first layer 28.7 to 21.2 us per image, the second 55.7 to 53.2
+(benchmarks: results/reference/inference_avx2).
+
 Several channels: the accumulator is channels-last (Ho, Wo, O padded to a multiple of 16).
 Both pool into a channels-last buffer (O padded to 16s, or 32s for one channel), keeping the
 first maximum of each window and a NaN, as ``F.max_pool2d`` and models/kernels/pool.py do,
@@ -73,8 +81,8 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 
 from models.kernels.kwinners import _forward_rows
 from models.kernels.rows import chunk_count, run_rows
-from models.kernels.simd import (LANES, aligned, aligned_empty, item, vfma, vload, vmax_first,
-                                 vstore, vtranspose16)
+from models.kernels.simd import (AVX512, LANES, aligned, aligned_empty, item, vfma, vload,
+                                 vmax_first, vstore, vtranspose16)
 
 BLOCK = 4 * LANES  # output channels accumulated in registers at once (several channels)
 GROUP = 2 * LANES  # output channels of one register block (one channel)
@@ -274,10 +282,12 @@ def _active_blocks(img, stride, kw, active):
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 def _one_channel_sample(image, height, width, offset, weights, kh, kw, bias, w_sum, img, active,
-                        pooled, dest):
+                        pooled, dest, wide=AVX512):
     """dest (O, Ho // 2, Wo // 2 flat) <- one sample's pooled convolution: image (H * W) its
     one channel, weights the layout's w_block flat, img, active and pooled the kernel's
-    buffers."""
+    buffers. ``wide``: register blocks of 2 x 4 outputs x 32 channels (16 vectors: AVX-512's
+    registers), else of 2 x 2 x 16 (4 vectors: AVX2's 16 registers hold them as 8); the
+    same sums in the same order either way."""
     padded = bias.shape[0]
     groups = padded // GROUP
     ho, wo = height - kh + 1, width - kw + 1
@@ -294,6 +304,11 @@ def _one_channel_sample(image, height, width, offset, weights, kh, kw, bias, w_s
         _active_blocks(img, stride, kw, active)
     else:  # wider than one word of column bits: every block (zeros add nothing)
         active[:] = True
+    if not wide:
+        _one_channel_narrow(img, stride, active, weights, kh, kw, bias, w_sum, offset, hp, wq,
+                            blocks, pooled)
+        _channel_major(pooled, padded, dest)
+        return
     for g in range(groups):
         o = g * GROUP
         s0 = vfma(vload(bias, o), offset, vload(w_sum, o))
@@ -326,6 +341,37 @@ def _one_channel_sample(image, height, width, offset, weights, kh, kw, bias, w_s
                     vstore(pooled, at + padded, m0)
                     vstore(pooled, at + padded + LANES, m1)
     _channel_major(pooled, padded, dest)
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _one_channel_narrow(img, stride, active, weights, kh, kw, bias, w_sum, offset, hp, wq,
+                        blocks, pooled):
+    """_one_channel_sample's blocks without AVX-512: for each 16 channels, 2 x 2 outputs
+    (one pooled output) at a time, with the same kernel rows skipped (the 4-column blocks'
+    bits) and the same order of sums for each output."""
+    padded = bias.shape[0]
+    for g in range(padded // GROUP):
+        for half in range(2):
+            o = g * GROUP + half * LANES
+            s = vfma(vload(bias, o), offset, vload(w_sum, o))
+            base = g * kh * kw * GROUP + half * LANES
+            for i in range(hp):
+                for j in range(wq):  # pooled column j: output columns 2j, 2j + 1
+                    m = j // 2
+                    a0, a1, e0, e1 = s, s, s, s  # output rows 2i and 2i + 1
+                    for di in range(kh):
+                        r = 2 * i + di
+                        if not (active[r, m] or active[r + 1, m]):
+                            continue
+                        p, w = r * stride + 2 * j, base + di * kw * GROUP
+                        for dj in range(kw):
+                            wv = vload(weights, w + dj * GROUP)
+                            q = p + dj
+                            a0, a1 = vfma(a0, item(img, q), wv), vfma(a1, item(img, q + 1), wv)
+                            q += stride
+                            e0, e1 = vfma(e0, item(img, q), wv), vfma(e1, item(img, q + 1), wv)
+                    vstore(pooled, (i * wq + j) * padded + o,
+                           vmax_first(vmax_first(vmax_first(a0, a1), e0), e1))
 
 
 @numba.njit(nogil=True, cache=True)
@@ -491,9 +537,13 @@ def _add_position_row5(acc, a, weights, w0, step, image, offset, masks, words, p
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 def _channels_sample(image, height, width, offset, w_taps, bias, w_sum, kh, kw, acc, pooled,
-                     masks, used, dest):
+                     masks, used, dest, wide=AVX512):
     """dest (O, Ho // 2, Wo // 2 flat) <- one sample's pooled convolution: image (C, H * W),
-    acc, pooled, masks and used the kernel's buffers."""
+    acc, pooled, masks and used the kernel's buffers. ``wide``: passes of a kernel row's
+    five taps (20 vectors in registers) or of tap pairs (8), else one tap per pass (4: with
+    AVX2 alone a vector takes two of 16 registers, and the wider passes spilled: Sparse
+    CNN-2's engine on Zen 3, 1,024 test images, 108-123 to 83-88 us per image); the same
+    sums in the same order either way."""
     channels = image.shape[0]
     padded = bias.shape[0]
     ho, wo = height - kh + 1, width - kw + 1
@@ -511,7 +561,7 @@ def _channels_sample(image, height, width, offset, w_taps, bias, w_sum, kh, kw, 
                 held |= masks[p * words + word]
             used[0, n_used], used[1, n_used], used[2, n_used] = r, s, p
             n_used += held != 0
-    row5 = padded == BLOCK and kw == 5
+    row5 = wide and padded == BLOCK and kw == 5
     step = channels * padded  # from one tap's weights to the next
     for di in range(kh):
         if row5:  # a kernel row's five taps in one pass (40 KB of weights, from L2)
@@ -533,7 +583,7 @@ def _channels_sample(image, height, width, offset, w_taps, bias, w_sum, kh, kw, 
         for dj in range(0, kw, 2):  # tap pairs (di, dj), (di, dj + 1): weights in L1
             w0 = (di * kw + dj) * channels * padded
             w1 = w0 + channels * padded
-            pair = padded == BLOCK and dj + 1 < kw
+            pair = wide and padded == BLOCK and dj + 1 < kw
             for t in range(n_used):
                 i, j, p = used[0, t] - di, used[1, t] - dj, used[2, t]
                 if i < 0 or i >= ho:
