@@ -53,10 +53,11 @@ Two loop orders, by the number of input channels C (the same sums, added in othe
 Without AVX-512 (``simd.AVX512`` false: AVX2 alone, where a 16-lane vector takes two of
 16 registers) both kernels take smaller register blocks, the same sums in the same order,
 bit for bit (tested on every machine): the first layer's blocks are 2 x 2 outputs x 16
-channels (4 vectors, not 16), the second layer's passes one tap each (4 vectors, not 20 or
-8). On a 2-core Zen 3 VM with AVX2, Sparse CNN-2, 256 real test images, one thread, one
-process alternating: the first layer 28.7 to 21.2 us per image, the second 55.7 to 53.2
-(benchmarks: results/reference/inference_avx2).
+channels (4 vectors, not 16), and the second layer goes output by output, 32 channels and
+a kernel row at a time (``_by_outputs``: 2 vectors, not 20). On a 2-core Zen 3 VM with
+AVX2, Sparse CNN-2, 256 real test images, one thread, one process alternating: the first
+layer 25-29 to 15-21 us per image (per-round ratio 1.4-1.7x over two runs), the second
+52.9 to 35.3 (1.52x; results/reference/inference_avx2 for the whole engine).
 
 Several channels: the accumulator is channels-last (Ho, Wo, O padded to a multiple of 16).
 Both pool into a channels-last buffer (O padded to 16s, or 32s for one channel), keeping the
@@ -536,14 +537,69 @@ def _add_position_row5(acc, a, weights, w0, step, image, offset, masks, words, p
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
+def _by_outputs(image, width, offset, w_taps, channels, kh, kw, ho, wo, acc, masks, words,
+                start, entries, values):
+    """_channels_sample's sums output by output (without AVX-512). The inputs != offset
+    are listed once in position order, channels ascending within a position (``values``:
+    input - offset; ``entries``: the weight offset (column * C + c) * padded; ``start[p]``:
+    position p's first entry). For each 32 output channels and kernel row di (its weights,
+    KW x C x 32 values, 20 KB for Sparse CNN-2, stay in the L1 cache), output (i, j) takes
+    the row's KW taps in one loop over the entries of positions (i + di, j .. j + KW - 1),
+    which lie together: two accumulators in registers, a loop exit (a mispredict) per
+    output and kernel row, not per input position and tap. Each output adds the same
+    products in the same order as the tap passes (kernel row, then tap, then channel), bit
+    for bit. Sparse CNN-2's second layer on a 2-core Zen 3 VM with AVX2, 256 real test
+    images, one thread, 15 rounds alternating in one process: 52.9 us per image by the
+    five-tap passes, 44.8 by outputs with all 64 channels at once (200 KB of weights, from
+    L2), 35.3 this way (per-round ratio 1.52x); one tap per pass had taken 51-53."""
+    padded = acc.shape[0] // (ho * wo)
+    positions = start.shape[0] - 1
+    n = 0
+    for p in range(positions):
+        start[p] = n
+        column = p % width
+        for word in range(words):
+            m = masks[p * words + word]
+            while m:
+                c, m = _pop_channel(m, word)
+                values[n] = item(image, c * positions + p) - offset
+                entries[n] = (column * channels + c) * padded
+                n += 1
+    start[positions] = n
+    step = channels * padded  # from one tap's weights to the next
+    o = 0
+    while o < padded:  # 32 output channels at a time (16 for the last of an odd number)
+        two = o + GROUP <= padded
+        for di in range(kh):  # the row's weights (KW x C x 32 values) stay in L1
+            for i in range(ho):
+                for j in range(wo):
+                    a = (i * wo + j) * padded + o
+                    q = (i + di) * width + j
+                    w0 = di * kw * step - j * step + o  # + entries[t]: tap (di, column - j)
+                    if two:
+                        a0, a1 = vload(acc, a), vload(acc, a + LANES)
+                        for t in range(start[q], start[q + kw]):
+                            v, w = values[t], w0 + entries[t]
+                            a0 = vfma(a0, v, vload(w_taps, w))
+                            a1 = vfma(a1, v, vload(w_taps, w + LANES))
+                        vstore(acc, a, a0)
+                        vstore(acc, a + LANES, a1)
+                    else:
+                        a0 = vload(acc, a)
+                        for t in range(start[q], start[q + kw]):
+                            a0 = vfma(a0, values[t], vload(w_taps, w0 + entries[t]))
+                        vstore(acc, a, a0)
+        o += GROUP if two else LANES
+
+
+@numba.njit(nogil=True, cache=True, boundscheck=False)
 def _channels_sample(image, height, width, offset, w_taps, bias, w_sum, kh, kw, acc, pooled,
-                     masks, used, dest, wide=AVX512):
+                     masks, used, entries, values, dest, wide=AVX512):
     """dest (O, Ho // 2, Wo // 2 flat) <- one sample's pooled convolution: image (C, H * W),
-    acc, pooled, masks and used the kernel's buffers. ``wide``: passes of a kernel row's
-    five taps (20 vectors in registers) or of tap pairs (8), else one tap per pass (4: with
-    AVX2 alone a vector takes two of 16 registers, and the wider passes spilled: Sparse
-    CNN-2's engine on Zen 3, 1,024 test images, 108-123 to 83-88 us per image); the same
-    sums in the same order either way."""
+    acc, pooled, masks, used, entries and values the kernel's buffers. ``wide``: passes of
+    a kernel row's five taps (20 vectors in registers) or of tap pairs (8), else
+    ``_by_outputs`` (2 vectors: with AVX2 alone a vector takes two of 16 registers, and the
+    wider passes spilled); the same sums in the same order either way."""
     channels = image.shape[0]
     padded = bias.shape[0]
     ho, wo = height - kh + 1, width - kw + 1
@@ -552,6 +608,11 @@ def _channels_sample(image, height, width, offset, w_taps, bias, w_sum, kh, kw, 
     _start(acc, bias, w_sum, offset, ho * wo, padded)
     _channel_masks(image, offset, masks, words)
     image = image.reshape(-1)
+    if not wide:
+        _by_outputs(image, width, offset, w_taps, channels, kh, kw, ho, wo, acc, masks, words,
+                    used[0], entries, values)
+        _pool(acc, wo, padded, pooled, dest)
+        return
     n_used = 0
     for r in range(height):
         for s in range(width):
@@ -611,7 +672,8 @@ def _channels_buffers(channels, height, width, kh, kw, padded):
     positions = height * width
     return (aligned_empty(ho * wo * padded), aligned_empty((ho // 2) * (wo // 2) * padded),
             np.empty(positions * -(-channels // 64), np.uint64),
-            np.empty((3, positions), np.int64))
+            np.empty((3, positions + 1), np.int64), np.empty(channels * positions, np.int64),
+            aligned_empty(channels * positions))
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
@@ -619,13 +681,13 @@ def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, boost, group
                       hint, first, last):
     """out[b] for b in [first, last): several input channels, x (B, C, H, W)."""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
-    acc, pooled, masks, used = _channels_buffers(channels, height, width, kh, kw,
-                                                 bias.shape[0])
+    acc, pooled, masks, used, entries, values = _channels_buffers(channels, height, width, kh,
+                                                                  kw, bias.shape[0])
     state = _winners_start(out, k, hint)
     for b in range(first, last):
         image = x[b].reshape(channels, height * width)
         _channels_sample(image, height, width, offsets[b], w_taps, bias, w_sum, kh, kw, acc,
-                         pooled, masks, used, _pooled_to(out, b, k, state))
+                         pooled, masks, used, entries, values, _pooled_to(out, b, k, state))
         _finish_sample(out, b, boost, group, k, state, hint, last)
 
 
@@ -647,7 +709,8 @@ def _pair_samples(x, w_block, bias1, w_sum1, boost1, group1, k1, hint1, w_taps, 
     channels = boost1.shape[0]
     h2, w2 = (height - kh + 1) // 2, (width - kw + 1) // 2
     img, active, pooled1 = _one_channel_buffers(height, width, kh, kw, bias1.shape[0])
-    acc, pooled2, masks, used = _channels_buffers(channels, h2, w2, kh2, kw2, bias2.shape[0])
+    acc, pooled2, masks, used, entries, values = _channels_buffers(channels, h2, w2, kh2, kw2,
+                                                                   bias2.shape[0])
     middle = aligned_empty(channels * h2 * w2)  # the first layer's k-winners, one sample
     state1 = _winners_start(middle.reshape((1, middle.shape[0])), k1, hint1)
     state2 = _winners_start(out, k2, hint2)
@@ -658,7 +721,7 @@ def _pair_samples(x, w_block, bias1, w_sum1, boost1, group1, k1, hint1, w_taps, 
                             w_sum1, img, active, pooled1, state1[0])
         _k_winners_into(middle, boost1, group1, k1, state1)
         _channels_sample(image2, h2, w2, np.float32(0.0), w_taps, bias2, w_sum2, kh2, kw2,
-                         acc, pooled2, masks, used, state2[0])
+                         acc, pooled2, masks, used, entries, values, state2[0])
         _k_winners_into(out[b].reshape(-1), boost2, group2, k2, state2)
     if last == out.shape[0]:  # the last slice's answers, for the next call
         hint1[0], hint2[0] = state1[1][0], state2[1][0]
