@@ -214,3 +214,5 @@ def test_the_inference_figures_in_performance_md_are_the_shipped_records():
         assert table in doc, f"performance.md lacks or misquotes:\n{table[:200]}"
     rows = differing.splitlines()[2:]  # the images whose predictions differ, if any
     assert all(row in doc for row in rows) and (rows or "no prediction differs" in doc)
+    avx2 = ROOT / "results" / "reference" / "inference_avx2_target" / "throughput.md"
+    assert avx2.read_text().strip() in doc  # the AVX2-only VM's record
