@@ -56,7 +56,8 @@ bit for bit (tested on every machine): the first layer's blocks are 2 x 2 output
 channels (4 vectors, not 16), and the second layer goes output by output, 32 channels and
 a kernel row at a time (``_by_outputs``: 2 vectors, not 20). On a 2-core Zen 3 VM with
 AVX2, Sparse CNN-2, 256 real test images, one thread, one process alternating: the first
-layer 25-29 to 15-21 us per image (per-round ratio 1.4-1.7x over two runs), the second
+layer 25-46 to 15-22 us per image (median per-round ratio 1.38x, 1.68x and 2.03x over
+three runs, 7 rounds each: this VM's speed drifts), the second
 52.9 to 35.3 (1.52x; results/reference/inference_avx2 for the whole engine).
 
 Several channels: the accumulator is channels-last (Ho, Wo, O padded to a multiple of 16).
