@@ -81,9 +81,9 @@ class _VectorModel(models.PrimitiveModel):
         super().__init__(dmm, fe_type, _VECTOR)
 
 
-def _vector_pointer(context, builder, array_type, array, index):
+def _vector_pointer(context, builder, array_type, array, index, vector_type=_VECTOR):
     data = context.make_array(array_type)(context, builder, array).data
-    return builder.bitcast(builder.gep(data, [index]), _VECTOR.as_pointer())
+    return builder.bitcast(builder.gep(data, [index]), vector_type.as_pointer())
 
 
 @intrinsic
@@ -157,19 +157,22 @@ _KEYS = ir.VectorType(ir.IntType(32), LANES)
 _LANE_MASK = ir.VectorType(ir.IntType(1), LANES)
 
 
+def _lanes_set(builder, mask):
+    """The number of lanes set in a 16-lane mask (int64): a popcount of its bits."""
+    popcount = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.IntType(16), [ir.IntType(16)]), "llvm.ctpop.i16")
+    return builder.zext(builder.call(popcount, [builder.bitcast(mask, ir.IntType(16))]),
+                        ir.IntType(64))
+
+
 @intrinsic
 def vcount_at_least(typingctx, keys, index, t):
     def codegen(context, builder, signature, args):
         keys, index, t = args
-        data = context.make_array(signature.args[0])(context, builder, keys).data
-        v = builder.load(builder.bitcast(builder.gep(data, [index]), _KEYS.as_pointer()),
-                         align=4)
+        v = builder.load(_vector_pointer(context, builder, signature.args[0], keys, index,
+                                         _KEYS), align=4)
         t = context.cast(builder, t, signature.args[2], types.uint32)
-        above = builder.icmp_unsigned(">=", v, _splat(builder, t, _KEYS))
-        popcount = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.IntType(16), [ir.IntType(16)]), "llvm.ctpop.i16")
-        kept = builder.call(popcount, [builder.bitcast(above, ir.IntType(16))])
-        return builder.zext(kept, ir.IntType(64))
+        return _lanes_set(builder, builder.icmp_unsigned(">=", v, _splat(builder, t, _KEYS)))
     return types.int64(keys, index, t), codegen
 
 
@@ -177,9 +180,8 @@ def vcount_at_least(typingctx, keys, index, t):
 def vcompress_range(typingctx, keys, index, low, high, out, at):
     def codegen(context, builder, signature, args):
         keys, index, low, high, out, at = args
-        data = context.make_array(signature.args[0])(context, builder, keys).data
-        v = builder.load(builder.bitcast(builder.gep(data, [index]), _KEYS.as_pointer()),
-                         align=4)
+        v = builder.load(_vector_pointer(context, builder, signature.args[0], keys, index,
+                                         _KEYS), align=4)
         low, high = (context.cast(builder, value, typ, types.uint32) for value, typ in
                      ((low, signature.args[2]), (high, signature.args[3])))
         inside = builder.and_(builder.icmp_unsigned(">=", v, _splat(builder, low, _KEYS)),
@@ -189,13 +191,10 @@ def vcompress_range(typingctx, keys, index, low, high, out, at):
             "llvm.experimental.vector.compress.v16i32")  # the register form: the store
         packed = builder.call(compress, [v, inside, ir.Constant(_KEYS, ir.Undefined)])
         at = context.cast(builder, at, signature.args[5], types.int64)
-        target = context.make_array(signature.args[4])(context, builder, out).data
-        builder.store(packed, builder.bitcast(builder.gep(target, [at]), _KEYS.as_pointer()),
+        builder.store(packed, _vector_pointer(context, builder, signature.args[4], out, at,
+                                              _KEYS),
                       align=4)  # form of a compress is microcoded on AMD's cores
-        popcount = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.IntType(16), [ir.IntType(16)]), "llvm.ctpop.i16")
-        kept = builder.call(popcount, [builder.bitcast(inside, ir.IntType(16))])
-        return builder.add(at, builder.zext(kept, ir.IntType(64)))
+        return builder.add(at, _lanes_set(builder, inside))
     return types.int64(keys, index, low, high, out, at), codegen
 
 
