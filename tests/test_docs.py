@@ -216,3 +216,20 @@ def test_the_inference_figures_in_performance_md_are_the_shipped_records():
     assert all(row in doc for row in rows) and (rows or "no prediction differs" in doc)
     avx2 = ROOT / "results" / "reference" / "inference_avx2_target" / "throughput.md"
     assert avx2.read_text().strip() in doc  # the AVX2-only VM's record
+
+
+def test_the_zen4_ratios_in_performance_md_are_its_record():
+    """The Zen 4 paragraph's target ratios (one thread: median and interval; two threads:
+    medians) are those of results/reference/inference_zen4_target/README.md."""
+    doc = " ".join((ROOT / "docs" / "performance.md").read_text().split())
+    paragraph = doc[doc.index("**On a Zen 4 with AVX-512.**"):][:1200]
+    readme = (ROOT / "results" / "reference" / "inference_zen4_target" / "README.md").read_text()
+    ratios = re.findall(r"(\d) thread\(s\), batch (\d+): ([\d.]+x) .*?geometric mean ([\d.]+x) "
+                        r"to ([\d.]+x)", readme)
+    assert len(ratios) == 6
+    for threads, batch, median, low, high in ratios:
+        if threads == "1":
+            assert f"{median} at batch {batch} (" in paragraph
+            assert f"{low} to {high})" in paragraph
+        else:
+            assert median in paragraph

@@ -8,7 +8,7 @@ import pytest
 
 from experiments.core.lifecycle import hosted, open_run
 from experiments.core.config import ConfigError
-from experiments.core.records import git_commit, launched_by, read_jsonl
+from experiments.core.records import cpu_kind, git_commit, launched_by, read_jsonl
 from experiments.core.runs import RunLocked, is_done, run_lock
 
 
@@ -96,3 +96,12 @@ def test_provenance_records_the_driver_that_launched_the_job(tmp_path):
     remote, here = sessions(tmp_path / "remote")[0], sessions(tmp_path / "here")[0]
     assert (remote["command"], remote["git_commit"]) == (driver["command"], "abc")
     assert here["command"] == " ".join(sys.argv) and here["git_commit"] == git_commit()
+
+
+def test_cpu_kind_names_the_family_and_model_and_the_widest_vectors():
+    zen4 = ("processor\t: 0\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n"
+            "flags\t\t: fpu sse2 avx2 avx512f\nprocessor\t: 1\ncpu family\t: 25\n")
+    assert cpu_kind(zen4).startswith("AMD EPYC (family 25, model 17), AVX-512, ")
+    assert cpu_kind("model name\t: Some CPU\nflags\t\t: fpu avx2\n").startswith(
+        "Some CPU, AVX2, ")
+    assert ", no AVX2, " in cpu_kind("model name\t: Old\nflags\t\t: fpu sse2\n")

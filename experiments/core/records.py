@@ -97,13 +97,21 @@ def device_name(device):
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def cpu_kind():
-    """This machine's CPU model and its widest vector extension (AVX-512 or AVX2: figures
-    from one do not compare with the other's) and core count, for benchmark records."""
-    info = Path("/proc/cpuinfo")
-    text = info.read_text() if info.is_file() else ""
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines()
-                 if line.startswith("model name")), platform.processor() or platform.machine())
+def cpu_kind(text=None):
+    """This machine's CPU model (with its family and model numbers where /proc/cpuinfo has
+    them: a VM's "AMD EPYC" can be a Zen 3, 4 or 5, whose kernels' speeds differ), its widest
+    vector extension (AVX-512 or AVX2: figures from one do not compare with the other's) and
+    core count, for benchmark records. ``text``: /proc/cpuinfo's (default: read it)."""
+    if text is None:
+        info = Path("/proc/cpuinfo")
+        text = info.read_text() if info.is_file() else ""
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if fields.get("cpu family") and fields.get("model"):
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
     vectors = "AVX-512" if " avx512f" in text else "AVX2" if " avx2" in text else "no AVX2"
     return f"{name}, {vectors}, {os.cpu_count()} cores"
 
