@@ -193,7 +193,7 @@ def test_training_mode_and_unknown_layers_fail_with_one_clear_error():
     (1, 30, 14, 5, True), (1, 20, 17, 5, True), (7, 64, 14, 5, False), (16, 20, 14, 5, False),
     (70, 64, 10, 5, True), (7, 64, 14, 3, False), (70, 20, 10, 3, True)])
 def test_the_conv_kernel_is_conv_then_pooling(channels, out_channels, height, kernel, shifted):
-    # several channels: more than 64 (two words of channel bits), 3-wide kernels (tap pairs)
+    # several channels: more than 64 (two words of channel bits), 3-wide kernels
     torch.manual_seed(channels + height + kernel)
     x = torch.randn(5, channels, height, 13)
     x[torch.rand_like(x) < 0.8] = 0.0

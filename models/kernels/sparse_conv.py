@@ -34,31 +34,30 @@ Two loop orders, by the number of input channels C (the same sums, added in othe
   input cut the products by a quarter and saved nothing (the varying exit mispredicts).
 - Several channels (behind k-winners: Sparse CNN-2's 600 of 4,608): which channels of a
   position hold a non-zero input is one bit each (a 64-bit word per 64 channels), set by a
-  vectorised pass over each channel's row; for each kernel tap (di, dj) every output (i, j)
-  whose input position (i + di, j + dj) holds some walks that position's set bits
-  (ascending channel, each value read from the input itself) and adds them in registers,
-  four 16-lane accumulators at a time (64 output channels), before one load and store of
-  its accumulator. The tap's weights (C x O values) stay in the L1 cache for its pass. With
-  64 output channels, taps (di, dj) and (di, dj + 1) share a pass: the two outputs that
-  one position reaches through them take its channels in one loop (eight accumulators),
-  which halves the loops' set-up and their mispredicted exits (Sparse CNN-2's second layer,
-  256 real test images, one thread: 36-38 us to 32 us per image; oneDNN with pooling 66).
-  With a 5-wide kernel all five taps of a kernel row share a pass (twenty accumulators,
-  the row's weights read from L2): a third of the passes again (32.0 to 29.1 us, the same
-  sums in the same order, bit for bit). The channel bits replaced a list of every position's
-  values and weight offsets, built one entry at a time over all C x P inputs (3 us per
-  image): 16.2 to 13.2 us per image on a faster AVX-512 VM, one process alternating, bit
-  for bit.
+  vectorised pass over each channel's row; the set bits are then listed once in position
+  order (each value with its weight offset). Output by output (``_by_outputs``), 64 output
+  channels in four 16-lane accumulators, each kernel row's five taps take one loop over the
+  entries of the five positions under them, which lie together in the list: one load and
+  store of the accumulators per output and kernel row, and one loop exit. On a 2-core Zen 4
+  VM (AVX-512 on 256-bit units), Sparse CNN-2's second layer, 256 real test images, one
+  thread, six alternating profiles of 5 rounds: 21.3-23.4 us per image (median 22.3) against
+  22.6-24.6 (23.4) for the passes it replaced, one per input position and kernel row adding
+  the position's channels to the five outputs it reaches (twenty accumulators loaded and
+  stored for about four channels each; 13.3 us on the faster AVX-512 VM of
+  docs/performance.md, where this loop has not been timed). Over 32 channels at a time, two
+  walks (the row's weights in L1), it took 27.7-28.5; with the five kernel rows in one loop
+  per output (the accumulators stored once, the 200 KB of weights from L2) 30.1-30.6; two
+  interleaved sets of accumulators (four FMA chains each) changed nothing.
 
 Without AVX-512 (``simd.AVX512`` false: AVX2 alone, where a 16-lane vector takes two of
 16 registers) both kernels take smaller register blocks, the same sums in the same order,
 bit for bit (tested on every machine): the first layer's blocks are 2 x 2 outputs x 16
-channels (4 vectors, not 16), and the second layer goes output by output, 32 channels and
-a kernel row at a time (``_by_outputs``: 2 vectors, not 20). On a 2-core Zen 3 VM with
-AVX2, Sparse CNN-2, 256 real test images, one thread, one process alternating: the first
-layer 25-46 to 15-22 us per image (median per-round ratio 1.38x, 1.68x and 2.03x over
-three runs, 7 rounds each: this VM's speed drifts), the second
-52.9 to 35.3 (1.52x; results/reference/inference_avx2 for the whole engine).
+channels (4 vectors, not 16), and the second layer's walks go over 32 output channels (2
+vectors, not 4). On a 2-core Zen 3 VM with AVX2, Sparse CNN-2, 256 real test images, one
+thread, one process alternating: the first layer 25-46 to 15-22 us per image (median
+per-round ratio 1.38x, 1.68x and 2.03x over three runs, 7 rounds each: this VM's speed
+drifts), the second 52.9 (passes per input position) to 35.3 (1.52x; by outputs, 32
+channels; results/reference/inference_avx2 for the whole engine).
 
 Several channels: the accumulator is channels-last (Ho, Wo, O padded to a multiple of 16).
 Both pool into a channels-last buffer (O padded to 16s, or 32s for one channel), keeping the
@@ -440,119 +439,20 @@ def _pop_channel(m, word):
     return word * 64 + np.int64(trailing_zeros(m)), m & (m - np.uint64(1))
 
 
-@numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
-def _add_position(acc, a, weights, w0, image, offset, masks, words, p, positions, padded):
-    """acc[a:a + padded] += sum over the channels c set in position p's masks (ascending)
-    of (image[c, p] - offset) * weights[w0 + c * padded:]."""
-    o = 0
-    while o + BLOCK <= padded:
-        a0, a1 = vload(acc, a + o), vload(acc, a + o + 16)
-        a2, a3 = vload(acc, a + o + 32), vload(acc, a + o + 48)
-        for word in range(words):
-            m = item(masks, p * words + word)
-            while m:
-                c, m = _pop_channel(m, word)
-                v, w = item(image, c * positions + p) - offset, w0 + c * padded + o
-                a0, a1 = vfma(a0, v, vload(weights, w)), vfma(a1, v, vload(weights, w + 16))
-                a2 = vfma(a2, v, vload(weights, w + 32))
-                a3 = vfma(a3, v, vload(weights, w + 48))
-        vstore(acc, a + o, a0)
-        vstore(acc, a + o + 16, a1)
-        vstore(acc, a + o + 32, a2)
-        vstore(acc, a + o + 48, a3)
-        o += BLOCK
-    while o < padded:
-        a0 = vload(acc, a + o)
-        for word in range(words):
-            m = item(masks, p * words + word)
-            while m:
-                c, m = _pop_channel(m, word)
-                v = item(image, c * positions + p) - offset
-                a0 = vfma(a0, v, vload(weights, w0 + c * padded + o))
-        vstore(acc, a + o, a0)
-        o += LANES
-
-
-@numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
-def _add_position_twice(acc, a, b, weights, wa, wb, image, offset, masks, words, p, positions):
-    """_add_position for two outputs (accumulators at a and b, weights from wa and wb) that
-    take the same inputs, 64 output channels: one pass over the inputs for both."""
-    a0, a1, a2, a3 = vload(acc, a), vload(acc, a + 16), vload(acc, a + 32), vload(acc, a + 48)
-    b0, b1, b2, b3 = vload(acc, b), vload(acc, b + 16), vload(acc, b + 32), vload(acc, b + 48)
-    for word in range(words):
-        m = item(masks, p * words + word)
-        while m:
-            c, m = _pop_channel(m, word)
-            v, w = item(image, c * positions + p) - offset, c * BLOCK
-            a0, a1 = vfma(a0, v, vload(weights, wa + w)), vfma(a1, v, vload(weights, wa + w + 16))
-            a2 = vfma(a2, v, vload(weights, wa + w + 32))
-            a3 = vfma(a3, v, vload(weights, wa + w + 48))
-            b0, b1 = vfma(b0, v, vload(weights, wb + w)), vfma(b1, v, vload(weights, wb + w + 16))
-            b2 = vfma(b2, v, vload(weights, wb + w + 32))
-            b3 = vfma(b3, v, vload(weights, wb + w + 48))
-    for base, r0, r1, r2, r3 in ((a, a0, a1, a2, a3), (b, b0, b1, b2, b3)):
-        vstore(acc, base, r0)
-        vstore(acc, base + 16, r1)
-        vstore(acc, base + 32, r2)
-        vstore(acc, base + 48, r3)
-
-
-@numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
-def _add_position_row5(acc, a, weights, w0, step, image, offset, masks, words, p, positions):
-    """_add_position for the five outputs a, a - 64, ..., a - 4 * 64 that one position
-    reaches through the taps (di, 0..4) of a kernel row (weights at w0 + dj * step), 64
-    output channels: one pass over the inputs for all five, 20 accumulators in registers."""
-    b, c, d, e = a - BLOCK, a - 2 * BLOCK, a - 3 * BLOCK, a - 4 * BLOCK
-    a0, a1, a2, a3 = vload(acc, a), vload(acc, a + 16), vload(acc, a + 32), vload(acc, a + 48)
-    b0, b1, b2, b3 = vload(acc, b), vload(acc, b + 16), vload(acc, b + 32), vload(acc, b + 48)
-    c0, c1, c2, c3 = vload(acc, c), vload(acc, c + 16), vload(acc, c + 32), vload(acc, c + 48)
-    d0, d1, d2, d3 = vload(acc, d), vload(acc, d + 16), vload(acc, d + 32), vload(acc, d + 48)
-    e0, e1, e2, e3 = vload(acc, e), vload(acc, e + 16), vload(acc, e + 32), vload(acc, e + 48)
-    wa, wb, wc, wd, we = w0, w0 + step, w0 + 2 * step, w0 + 3 * step, w0 + 4 * step
-    for word in range(words):
-        m = item(masks, p * words + word)
-        while m:
-            ch, m = _pop_channel(m, word)
-            v, w = item(image, ch * positions + p) - offset, ch * BLOCK
-            a0, a1 = vfma(a0, v, vload(weights, wa + w)), vfma(a1, v, vload(weights, wa + w + 16))
-            a2 = vfma(a2, v, vload(weights, wa + w + 32))
-            a3 = vfma(a3, v, vload(weights, wa + w + 48))
-            b0, b1 = vfma(b0, v, vload(weights, wb + w)), vfma(b1, v, vload(weights, wb + w + 16))
-            b2 = vfma(b2, v, vload(weights, wb + w + 32))
-            b3 = vfma(b3, v, vload(weights, wb + w + 48))
-            c0, c1 = vfma(c0, v, vload(weights, wc + w)), vfma(c1, v, vload(weights, wc + w + 16))
-            c2 = vfma(c2, v, vload(weights, wc + w + 32))
-            c3 = vfma(c3, v, vload(weights, wc + w + 48))
-            d0, d1 = vfma(d0, v, vload(weights, wd + w)), vfma(d1, v, vload(weights, wd + w + 16))
-            d2 = vfma(d2, v, vload(weights, wd + w + 32))
-            d3 = vfma(d3, v, vload(weights, wd + w + 48))
-            e0, e1 = vfma(e0, v, vload(weights, we + w)), vfma(e1, v, vload(weights, we + w + 16))
-            e2 = vfma(e2, v, vload(weights, we + w + 32))
-            e3 = vfma(e3, v, vload(weights, we + w + 48))
-    for base, r0, r1, r2, r3 in ((a, a0, a1, a2, a3), (b, b0, b1, b2, b3), (c, c0, c1, c2, c3),
-                                 (d, d0, d1, d2, d3), (e, e0, e1, e2, e3)):
-        vstore(acc, base, r0)
-        vstore(acc, base + 16, r1)
-        vstore(acc, base + 32, r2)
-        vstore(acc, base + 48, r3)
-
-
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 def _by_outputs(image, width, offset, w_taps, channels, kh, kw, ho, wo, acc, masks, words,
-                start, entries, values):
-    """_channels_sample's sums output by output (without AVX-512). The inputs != offset
-    are listed once in position order, channels ascending within a position (``values``:
-    input - offset; ``entries``: the weight offset (column * C + c) * padded; ``start[p]``:
-    position p's first entry). For each 32 output channels and kernel row di (its weights,
-    KW x C x 32 values, 20 KB for Sparse CNN-2, stay in the L1 cache), output (i, j) takes
-    the row's KW taps in one loop over the entries of positions (i + di, j .. j + KW - 1),
-    which lie together: two accumulators in registers, a loop exit (a mispredict) per
-    output and kernel row, not per input position and tap. Each output adds the same
-    products in the same order as the tap passes (kernel row, then tap, then channel), bit
-    for bit. Sparse CNN-2's second layer on a 2-core Zen 3 VM with AVX2, 256 real test
-    images, one thread, 15 rounds alternating in one process: 52.9 us per image by the
-    five-tap passes, 44.8 by outputs with all 64 channels at once (200 KB of weights, from
-    L2), 35.3 this way (per-round ratio 1.52x); one tap per pass had taken 51-53."""
+                start, entries, values, wide):
+    """acc += the products of the inputs != offset, output by output. The inputs are listed
+    once in position order, channels ascending within a position (``values``: input -
+    offset; ``entries``: the weight offset (column * C + c) * padded; ``start[p]``: position
+    p's first entry). For each block of output channels (64 with ``wide``, four 16-lane
+    accumulators; else 32, two) and kernel row di, output (i, j) takes the row's KW taps in
+    one loop over the entries of positions (i + di, j .. j + KW - 1), which lie together:
+    its accumulators stay in registers for the loop, with one load and store per output and
+    kernel row, and one loop exit (a mispredict). The row's weights (KW x C x 64 values, 40
+    KB for Sparse CNN-2) come from L1 and L2. Each output adds its products kernel row by
+    kernel row, tap by tap, channel by channel, whatever the block: the same sums in the
+    same order either way, bit for bit."""
     padded = acc.shape[0] // (ho * wo)
     positions = start.shape[0] - 1
     n = 0
@@ -569,15 +469,29 @@ def _by_outputs(image, width, offset, w_taps, channels, kh, kw, ho, wo, acc, mas
     start[positions] = n
     step = channels * padded  # from one tap's weights to the next
     o = 0
-    while o < padded:  # 32 output channels at a time (16 for the last of an odd number)
+    while o < padded:  # 64 or 32 output channels at a time (then 16 for the rest)
+        four = wide and o + BLOCK <= padded
         two = o + GROUP <= padded
-        for di in range(kh):  # the row's weights (KW x C x 32 values) stay in L1
+        for di in range(kh):
             for i in range(ho):
                 for j in range(wo):
                     a = (i * wo + j) * padded + o
                     q = (i + di) * width + j
                     w0 = di * kw * step - j * step + o  # + entries[t]: tap (di, column - j)
-                    if two:
+                    if four:
+                        a0, a1 = vload(acc, a), vload(acc, a + LANES)
+                        a2, a3 = vload(acc, a + 2 * LANES), vload(acc, a + 3 * LANES)
+                        for t in range(start[q], start[q + kw]):
+                            v, w = values[t], w0 + entries[t]
+                            a0 = vfma(a0, v, vload(w_taps, w))
+                            a1 = vfma(a1, v, vload(w_taps, w + LANES))
+                            a2 = vfma(a2, v, vload(w_taps, w + 2 * LANES))
+                            a3 = vfma(a3, v, vload(w_taps, w + 3 * LANES))
+                        vstore(acc, a, a0)
+                        vstore(acc, a + LANES, a1)
+                        vstore(acc, a + 2 * LANES, a2)
+                        vstore(acc, a + 3 * LANES, a3)
+                    elif two:
                         a0, a1 = vload(acc, a), vload(acc, a + LANES)
                         for t in range(start[q], start[q + kw]):
                             v, w = values[t], w0 + entries[t]
@@ -590,90 +504,36 @@ def _by_outputs(image, width, offset, w_taps, channels, kh, kw, ho, wo, acc, mas
                         for t in range(start[q], start[q + kw]):
                             a0 = vfma(a0, values[t], vload(w_taps, w0 + entries[t]))
                         vstore(acc, a, a0)
-        o += GROUP if two else LANES
+        o += BLOCK if four else GROUP if two else LANES
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 def _channels_sample(image, height, width, offset, w_taps, bias, w_sum, kh, kw, acc, pooled,
-                     masks, used, entries, values, dest, wide=AVX512):
+                     masks, start, entries, values, dest, wide=AVX512):
     """dest (O, Ho // 2, Wo // 2 flat) <- one sample's pooled convolution: image (C, H * W),
-    acc, pooled, masks, used, entries and values the kernel's buffers. ``wide``: passes of
-    a kernel row's five taps (20 vectors in registers) or of tap pairs (8), else
-    ``_by_outputs`` (2 vectors: with AVX2 alone a vector takes two of 16 registers, and the
-    wider passes spilled); the same sums in the same order either way."""
+    acc, pooled, masks, start, entries and values the kernel's buffers. ``wide``: 64
+    output channels per walk (4 vectors in registers), else 32 (2: with AVX2 alone a vector
+    takes two of 16 registers); the same sums in the same order either way."""
     channels = image.shape[0]
     padded = bias.shape[0]
     ho, wo = height - kh + 1, width - kw + 1
-    positions = height * width
     words = -(-channels // 64)
     _start(acc, bias, w_sum, offset, ho * wo, padded)
     _channel_masks(image, offset, masks, words)
-    image = image.reshape(-1)
-    if not wide:
-        _by_outputs(image, width, offset, w_taps, channels, kh, kw, ho, wo, acc, masks, words,
-                    used[0], entries, values)
-        _pool(acc, wo, padded, pooled, dest)
-        return
-    n_used = 0
-    for r in range(height):
-        for s in range(width):
-            p = r * width + s
-            held = np.uint64(0)
-            for word in range(words):
-                held |= masks[p * words + word]
-            used[0, n_used], used[1, n_used], used[2, n_used] = r, s, p
-            n_used += held != 0
-    row5 = wide and padded == BLOCK and kw == 5
-    step = channels * padded  # from one tap's weights to the next
-    for di in range(kh):
-        if row5:  # a kernel row's five taps in one pass (40 KB of weights, from L2)
-            w0 = di * kw * step
-            for t in range(n_used):
-                i, j, p = used[0, t] - di, used[1, t], used[2, t]
-                if i < 0 or i >= ho:
-                    continue
-                a = (i * wo + j) * padded
-                if kw - 1 <= j < wo:
-                    _add_position_row5(acc, a, w_taps, w0, step, image, offset, masks,
-                                       words, p, positions)
-                    continue
-                for dj in range(kw):  # near the edges: the taps whose outputs exist
-                    if 0 <= j - dj < wo:
-                        _add_position(acc, a - dj * padded, w_taps, w0 + dj * step,
-                                      image, offset, masks, words, p, positions, padded)
-            continue
-        for dj in range(0, kw, 2):  # tap pairs (di, dj), (di, dj + 1): weights in L1
-            w0 = (di * kw + dj) * channels * padded
-            w1 = w0 + channels * padded
-            pair = wide and padded == BLOCK and dj + 1 < kw
-            for t in range(n_used):
-                i, j, p = used[0, t] - di, used[1, t] - dj, used[2, t]
-                if i < 0 or i >= ho:
-                    continue
-                first_ok, second_ok = 0 <= j < wo, 1 <= j <= wo and dj + 1 < kw
-                a = (i * wo + j) * padded
-                if pair and first_ok and second_ok:
-                    _add_position_twice(acc, a, a - padded, w_taps, w0, w1, image, offset,
-                                        masks, words, p, positions)
-                    continue
-                if first_ok:
-                    _add_position(acc, a, w_taps, w0, image, offset, masks, words, p,
-                                  positions, padded)
-                if second_ok:
-                    _add_position(acc, a - padded, w_taps, w1, image, offset, masks,
-                                  words, p, positions, padded)
+    _by_outputs(image.reshape(-1), width, offset, w_taps, channels, kh, kw, ho, wo, acc, masks,
+                words, start, entries, values, wide)
     _pool(acc, wo, padded, pooled, dest)
 
 
 @numba.njit(nogil=True, cache=True)
 def _channels_buffers(channels, height, width, kh, kw, padded):
-    """The several-channel kernel's buffers for one call: acc, pooled, masks, used (the
-    positions that hold inputs: row, column, position)."""
+    """The several-channel kernel's buffers for one call: acc, pooled, masks, start,
+    entries, values (``_by_outputs``)."""
     ho, wo = height - kh + 1, width - kw + 1
     positions = height * width
     return (aligned_empty(ho * wo * padded), aligned_empty((ho // 2) * (wo // 2) * padded),
             np.empty(positions * -(-channels // 64), np.uint64),
-            np.empty((3, positions + 1), np.int64), np.empty(channels * positions, np.int64),
+            np.empty(positions + 1, np.int64), np.empty(channels * positions, np.int64),
             aligned_empty(channels * positions))
 
 
@@ -682,13 +542,13 @@ def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, boost, group
                       hint, first, last):
     """out[b] for b in [first, last): several input channels, x (B, C, H, W)."""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
-    acc, pooled, masks, used, entries, values = _channels_buffers(channels, height, width, kh,
+    acc, pooled, masks, start, entries, values = _channels_buffers(channels, height, width, kh,
                                                                   kw, bias.shape[0])
     state = _winners_start(out, k, hint)
     for b in range(first, last):
         image = x[b].reshape(channels, height * width)
         _channels_sample(image, height, width, offsets[b], w_taps, bias, w_sum, kh, kw, acc,
-                         pooled, masks, used, entries, values, _pooled_to(out, b, k, state))
+                         pooled, masks, start, entries, values, _pooled_to(out, b, k, state))
         _finish_sample(out, b, boost, group, k, state, hint, last)
 
 
@@ -710,7 +570,7 @@ def _pair_samples(x, w_block, bias1, w_sum1, boost1, group1, k1, hint1, w_taps, 
     channels = boost1.shape[0]
     h2, w2 = (height - kh + 1) // 2, (width - kw + 1) // 2
     img, active, pooled1 = _one_channel_buffers(height, width, kh, kw, bias1.shape[0])
-    acc, pooled2, masks, used, entries, values = _channels_buffers(channels, h2, w2, kh2, kw2,
+    acc, pooled2, masks, start, entries, values = _channels_buffers(channels, h2, w2, kh2, kw2,
                                                                    bias2.shape[0])
     middle = aligned_empty(channels * h2 * w2)  # the first layer's k-winners, one sample
     state1 = _winners_start(middle.reshape((1, middle.shape[0])), k1, hint1)
@@ -722,7 +582,7 @@ def _pair_samples(x, w_block, bias1, w_sum1, boost1, group1, k1, hint1, w_taps, 
                             w_sum1, img, active, pooled1, state1[0])
         _k_winners_into(middle, boost1, group1, k1, state1)
         _channels_sample(image2, h2, w2, np.float32(0.0), w_taps, bias2, w_sum2, kh2, kw2,
-                         acc, pooled2, masks, used, entries, values, state2[0])
+                         acc, pooled2, masks, start, entries, values, state2[0])
         _k_winners_into(out[b].reshape(-1), boost2, group2, k2, state2)
     if last == out.shape[0]:  # the last slice's answers, for the next call
         hint1[0], hint2[0] = state1[1][0], state2[1][0]
