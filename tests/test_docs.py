@@ -238,3 +238,19 @@ def test_the_zen4_ratios_in_performance_md_are_its_record(heading, record):
             assert f"{low} to {high})" in paragraph
         else:
             assert median in paragraph
+
+
+def test_the_zen4_all_networks_paragraph_is_its_record():
+    """The paragraph's DSW figures (the one network short of half its bound) and Sparse CNN-2's
+    ratios are those of results/reference/inference_zen4_all/."""
+    doc = " ".join((ROOT / "docs" / "performance.md").read_text().split())
+    start = doc.index("**All networks on the Zen 4.**")
+    paragraph = doc[start:doc.index("**GPU.**", start)]
+    record = ROOT / "results" / "reference" / "inference_zen4_all"
+    rows = [row.split(" | ") for row in (record / "throughput.md").read_text().splitlines()
+            if row.startswith("| Sparse CNN-2 DSW | 1 |")]
+    short = [row[5].split()[0] for row in rows if row[7].rstrip(" |") == "no"]
+    assert short and all(ratio in paragraph for ratio in short)
+    readme = (record / "README.md").read_text()
+    ratios = re.findall(r"1 thread\(s\), batch \d+: ([\d.]+x)", readme)
+    assert len(ratios) == 3 and ", ".join(ratios[:2]) + " and " + ratios[2] in paragraph
