@@ -254,3 +254,20 @@ def test_the_zen4_all_networks_paragraph_is_its_record():
     readme = (record / "README.md").read_text()
     ratios = re.findall(r"1 thread\(s\), batch \d+: ([\d.]+x)", readme)
     assert len(ratios) == 3 and ", ".join(ratios[:2]) + " and " + ratios[2] in paragraph
+
+
+def test_the_readme_inference_table_is_its_records():
+    """Each row of the README's fast-inference table: one thread, batch 1 and 256, median and
+    interval, as its record's README.md says."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Fast inference"):readme.index("## Run the tests")]
+    rows = [row for row in section.splitlines() if "results/reference/inference" in row]
+    assert len(rows) == 3
+    for row in rows:
+        record = re.search(r"results/reference/(inference\w*)/README.md", row).group(1)
+        text = (ROOT / "results" / "reference" / record / "README.md").read_text()
+        for batch in ("1", "256"):
+            median, low, high = re.search(
+                rf"1 thread\(s\), batch {batch}: ([\d.]+x) .*?geometric mean ([\d.]+x) to "
+                r"([\d.]+x)", text).groups()
+            assert f"{median} [{low[:-1]}, {high[:-1]}]" in row
