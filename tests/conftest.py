@@ -16,6 +16,22 @@ def pytest_configure(config):
     torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Keep each xdist_group on one worker under pytest 9. pytest-xdist 3.8 groups the tests of
+    ``--dist loadgroup`` by a suffix ("@group") that it writes to ``item._nodeid``, which pytest
+    9 no longer reads (a node's id is ``item._id``): the Ray tests' module fixtures were set up
+    on both workers at once (two 140 s clusters side by side). Writing the suffix where pytest
+    reads it restores the grouping."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import NodeId
+    for item in items:
+        groups = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                         for mark in item.iter_markers("xdist_group")})
+        if groups and not item.nodeid.endswith("@" + "_".join(groups)):
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
+
+
 @pytest.fixture(scope="session")
 def mnist_root():
     from data.mnist import prepare_mnist
