@@ -24,7 +24,10 @@ def pytest_collection_modifyitems(config, items):
     reads it restores the grouping."""
     if not getattr(config.option, "loadgroup", False):
         return
-    from _pytest.nodeid import NodeId
+    try:
+        from _pytest.nodeid import NodeId  # pytest 9; before it, xdist's own suffix works
+    except ImportError:
+        return
     for item in items:
         groups = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
                          for mark in item.iter_markers("xdist_group")})

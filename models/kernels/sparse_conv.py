@@ -543,7 +543,7 @@ def _channels_samples(x, offsets, w_taps, bias, w_sum, kh, kw, out, boost, group
     """out[b] for b in [first, last): several input channels, x (B, C, H, W)."""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     acc, pooled, masks, start, entries, values = _channels_buffers(channels, height, width, kh,
-                                                                  kw, bias.shape[0])
+                                                                   kw, bias.shape[0])
     state = _winners_start(out, k, hint)
     for b in range(first, last):
         image = x[b].reshape(channels, height * width)
@@ -571,7 +571,7 @@ def _pair_samples(x, w_block, bias1, w_sum1, boost1, group1, k1, hint1, w_taps, 
     h2, w2 = (height - kh + 1) // 2, (width - kw + 1) // 2
     img, active, pooled1 = _one_channel_buffers(height, width, kh, kw, bias1.shape[0])
     acc, pooled2, masks, start, entries, values = _channels_buffers(channels, h2, w2, kh2, kw2,
-                                                                   bias2.shape[0])
+                                                                    bias2.shape[0])
     middle = aligned_empty(channels * h2 * w2)  # the first layer's k-winners, one sample
     state1 = _winners_start(middle.reshape((1, middle.shape[0])), k1, hint1)
     state2 = _winners_start(out, k2, hint2)
