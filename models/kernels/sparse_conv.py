@@ -45,7 +45,7 @@ Two loop orders, by the number of input channels C (the same sums, added in othe
   the position's channels to the five outputs it reaches (twenty accumulators loaded and
   stored for about four channels each; 13.3 us on the faster AVX-512 VM of
   docs/performance.md, where this loop has not been timed). Over 32 channels at a time, two
-  walks (the row's weights in L1), it took 27.7-28.5; with the five kernel rows in one loop
+  walks (the row's weights in L1), it took 27.7-30.5; with the five kernel rows in one loop
   per output (the accumulators stored once, the 200 KB of weights from L2) 30.1-30.6; two
   interleaved sets of accumulators (four FMA chains each) changed nothing.
 
