@@ -218,20 +218,32 @@ def test_the_inference_figures_in_performance_md_are_the_shipped_records():
     assert avx2.read_text().strip() in doc  # the AVX2-only VM's record
 
 
+def _record_ratios(record):
+    """[(threads, batch, median, low, high)] of a results/reference/<record>/README.md: Sparse
+    CNN-2's ratios against Dense CNN-2, with their 95% t intervals, in the record's order."""
+    readme = (ROOT / "results" / "reference" / record / "README.md").read_text()
+    return re.findall(r"(\d) thread\(s\), batch (\d+): ([\d.]+x) .*?geometric mean ([\d.]+x) "
+                      r"to ([\d.]+x)", readme)
+
+
+def _performance_paragraph(heading):
+    """The paragraph of docs/performance.md (whitespace collapsed) from ``heading`` to the next
+    one."""
+    doc = " ".join((ROOT / "docs" / "performance.md").read_text().split())
+    start = doc.index(heading)
+    return doc[start:min(doc.find(h, start + 1) % len(doc)
+                         for h in ("**On ", "**All networks", "**GPU.**"))]
+
+
 @pytest.mark.parametrize("heading, record", [
     ("**On a Zen 4 with AVX-512.**", "inference_zen4_target"),
     ("**On the Zen 4, output by output.**", "inference_zen4_outputs")])
 def test_the_zen4_ratios_in_performance_md_are_its_record(heading, record):
     """Each Zen 4 paragraph's target ratios (one thread: median and interval; two threads:
     medians) are those of its record's README.md in results/reference/."""
-    doc = " ".join((ROOT / "docs" / "performance.md").read_text().split())
-    start = doc.index(heading)
-    paragraph = doc[start:min(doc.find(h, start + 1) % len(doc)
-                                  for h in ("**On ", "**All networks", "**GPU.**"))]
+    paragraph = _performance_paragraph(heading)
     assert record in paragraph
-    readme = (ROOT / "results" / "reference" / record / "README.md").read_text()
-    ratios = re.findall(r"(\d) thread\(s\), batch (\d+): ([\d.]+x) .*?geometric mean ([\d.]+x) "
-                        r"to ([\d.]+x)", readme)
+    ratios = _record_ratios(record)
     assert len(ratios) == 6
     for threads, batch, median, low, high in ratios:
         if threads == "1":
@@ -244,16 +256,13 @@ def test_the_zen4_ratios_in_performance_md_are_its_record(heading, record):
 def test_the_zen4_all_networks_paragraph_is_its_record():
     """The paragraph's DSW figures (the one network short of half its bound) and Sparse CNN-2's
     ratios are those of results/reference/inference_zen4_all/."""
-    doc = " ".join((ROOT / "docs" / "performance.md").read_text().split())
-    start = doc.index("**All networks on the Zen 4.**")
-    paragraph = doc[start:doc.index("**GPU.**", start)]
+    paragraph = _performance_paragraph("**All networks on the Zen 4.**")
     record = ROOT / "results" / "reference" / "inference_zen4_all"
     rows = [row.split(" | ") for row in (record / "throughput.md").read_text().splitlines()
             if row.startswith("| Sparse CNN-2 DSW | 1 |")]
     short = [row[5].split()[0] for row in rows if row[7].rstrip(" |") == "no"]
     assert short and all(ratio in paragraph for ratio in short)
-    readme = (record / "README.md").read_text()
-    ratios = re.findall(r"1 thread\(s\), batch \d+: ([\d.]+x)", readme)
+    ratios = [median for threads, _, median, _, _ in _record_ratios(record.name) if threads == "1"]
     assert len(ratios) == 3 and ", ".join(ratios[:2]) + " and " + ratios[2] in paragraph
 
 
@@ -266,9 +275,9 @@ def test_the_readme_inference_table_is_its_records():
     assert len(rows) == 3
     for row in rows:
         record = re.search(r"results/reference/(inference\w*)/README.md", row).group(1)
-        text = (ROOT / "results" / "reference" / record / "README.md").read_text()
+        ratios = {batch: (median, low, high)
+                  for threads, batch, median, low, high in _record_ratios(record)
+                  if threads == "1"}
         for batch in ("1", "256"):
-            median, low, high = re.search(
-                rf"1 thread\(s\), batch {batch}: ([\d.]+x) .*?geometric mean ([\d.]+x) to "
-                r"([\d.]+x)", text).groups()
+            median, low, high = ratios[batch]
             assert f"{median} [{low[:-1]}, {high[:-1]}]" in row
