@@ -294,6 +294,8 @@ def test_adversarial_smoke_on_smoke_trained_networks(mnist_root, tmp_path, capsy
     ("attacks.pgd_ce.surrogate=soft", "pgd_ce.temperature: the soft surrogate needs one"),
     ("attacks.fgsm.eot=4", "fgsm.eot: only PGD averages its gradient"),
     ("attacks.pgd_ce.targets=9", "pgd_ce.targets: only PGD on the margin"),
+    ("attacks.pgd_ce.engine=sparse", "pgd_ce.engine: only the query-only searches"),
+    ("attacks.square.engine=fast", "square.engine: must be one of plain, sparse"),
     ("pixels=[8,4]", "pixels: must be increasing"),
     ("convergence.attacks=[fgsm]", "convergence.attacks: 'fgsm' is not a PGD attack"),
     ("eps=[0.1,1.5]", "eps: must be a non-empty list in (0, 1)"),
@@ -509,7 +511,7 @@ def test_a_rerun_keeps_only_the_steps_whose_settings_are_unchanged(tmp_path):
     cfg = load_experiment(CONFIG, ["images=10"]).jobs["sparse_cnn2"]
     steps = {s.name: s for s in plan(cfg)}
     old_fgsm = {"attack": "fgsm", **settings(steps["fgsm"])}
-    for key in ("temperature", "eot", "eot_std", "threat"):  # a record from before they existed
+    for key in ("temperature", "eot", "eot_std", "threat", "engine"):  # a record from before
         old_fgsm.pop(key)
     changed = {"attack": "pgd_ce", **settings(steps["pgd_ce"]), "steps": 7}
     gone = {"attack": "autoattack", "role": "crosscheck", "method": "autoattack"}
@@ -552,6 +554,40 @@ def test_a_done_run_reopens_for_an_attack_added_since_and_keeps_its_records(tmp_
     assert "sparse_cnn2 seed 42: reopened (1 new step(s): pgd_targeted_soft_t01)" in (
         capsys.readouterr().out)
     assert len((job.folder / "metrics.jsonl").read_text().splitlines()) == len(before)
+
+
+@pytest.mark.parametrize("attack", ["square", "sparse_rs"])
+def test_the_sparse_engine_answers_a_searchs_queries_and_the_network_its_verdict(
+        attack, mnist_root, tmp_path, monkeypatch):
+    """With ``engine: sparse`` Square's and Sparse-RS's queries go to the shipped network's
+    sparse_inference engine, the recorded verdicts to the network itself; on the shipped
+    Sparse CNN-2 the two searches find the same x' (their logits agree to rounding)."""
+    from experiments.robust.adversarial import Context, plan, test_subset
+    from experiments.robust import steps as steps_module
+    from models import load_pretrained
+    from models.inference import SparseInference
+    overrides = [f"data.root={mnist_root}", "images=24", "queries=30", "sparse_rs_queries=30",
+                 "eps=[0.3]", "pixels=[196]"]
+    records, asked = {}, []
+    real = steps_module.square if attack == "square" else steps_module.sparse_rs
+
+    def spy(model, *args, **kwargs):
+        asked.append(type(model.net))
+        return real(model, *args, **kwargs)
+    monkeypatch.setattr(steps_module, attack, spy)
+    for engine in ("plain", "sparse"):
+        cfg = load_experiment(CONFIG, overrides + [f"attacks.{attack}.engine={engine}"]
+                              ).jobs["sparse_cnn2"]
+        (step,) = [s for s in plan(cfg) if s.name == attack]
+        assert step.engine == engine
+        ctx = Context(cfg, load_pretrained("sparse_cnn2").eval(), 42, *test_subset(cfg),
+                      tmp_path)
+        frames, summary = steps_module.RUNNERS[step.method](ctx, step)
+        records[engine] = frames[""]
+        assert summary["results"][0]["accuracy"] == frames[""]["correct"].mean()
+    assert asked[0] is not SparseInference and all(t is SparseInference for t in asked[1:])
+    assert records["plain"]["correct"].sum() < 24  # the search fooled some images
+    pd.testing.assert_frame_equal(records["plain"], records["sparse"])
 
 
 def test_pretrained_and_runs_takes_seed_42_shipped_and_the_others_from_run_folders(tiny_runs):

@@ -37,6 +37,7 @@ from experiments.robust.checks import FULL_BOX, NOT_ITS_KIND
 from experiments.robust.config import default_budget, threat
 from experiments.robust.harness import PixelModel, frozen, predict, test_images
 from experiments.robust.steps import RUNNERS, has_k_winners
+from models import sparse_inference
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Step:
     eot_std: float = 0.0
     threat: str = "linf"
     targets: int = 0  # PGD: target classes, one run each (0: untargeted)
+    engine: str = "plain"  # Square, Sparse-RS: what answers their queries (config.ENGINES)
 
 
 def attack_plan(cfg, name, a):
@@ -67,7 +69,7 @@ def attack_plan(cfg, name, a):
     step = Step(name, "min-norm" if kind == "l2" else "attack", a.method, budgets,
                 min(a.images or cfg.images, cfg.images), a.loss, a.surrogate,
                 a.budget or default_budget(cfg, a.method), a.temperature, a.eot,
-                a.eot_std if a.eot else 0.0, kind, a.targets)
+                a.eot_std if a.eot else 0.0, kind, a.targets, a.engine)
     if a.method != "autoattack":
         return [step]
     return [dataclasses.replace(step, name=f"{name}_eps{eps:g}", eps=(eps,))
@@ -133,6 +135,18 @@ class Context:
         self.model = PixelModel(net)
         self.x, self.y, self.index = x, y, index
         self.clean = predict(self.model, x, cfg.batch_size) == y  # (N,)
+        self._engine = None
+
+    def query_model(self, step):
+        """What answers ``step``'s queries: the network on pixels, or with ``engine: sparse``
+        its ``models.sparse_inference`` engine (made once per job; the network is in eval
+        mode and frozen while a step runs). Only the search asks it; every verdict recorded
+        is ``self.model``'s."""
+        if step.engine == "plain":
+            return self.model
+        if self._engine is None:
+            self._engine = PixelModel(sparse_inference(self.net.eval()))
+        return self._engine
 
 
 def skip_reason(ctx, step):

@@ -21,6 +21,8 @@ GRADIENT = ("fgsm", "pgd", "transfer", "ddn")  # the methods that follow a gradi
 METHODS = (*GRADIENT, "square", "autoattack", "sparse_rs", "random_pixels")
 THREATS = {"sparse_rs": "l0", "random_pixels": "l0", "ddn": "l2"}  # the others: L-inf
 LOSSES = ("ce", "margin")
+QUERY_ONLY = ("square", "sparse_rs")  # the searches that only query the network's outputs
+ENGINES = ("plain", "sparse")  # what those queries run: the network, or models.sparse_inference
 
 
 def threat(method):
@@ -48,6 +50,8 @@ class AttackConfig:
     budget: Optional[int] = None  # steps (PGD, DDN) or queries (Square, Sparse-RS); null: the
     #                               study's (steps, ddn_steps, queries, sparse_rs_queries)
     images: Optional[int] = None  # the first N images of the subset (null: all)
+    engine: str = "plain"  # Square, Sparse-RS: "sparse" runs their queries through
+    #                        models.sparse_inference (the recorded verdict stays the network's)
 
     def check(self):
         if self.method not in METHODS:
@@ -66,6 +70,11 @@ class AttackConfig:
         if self.eot < 0 or not self.eot_std > 0:
             raise ValueError(f"eot, eot_std: must be >= 0 and > 0, got {self.eot}, "
                              f"{self.eot_std}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine: must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine != "plain" and self.method not in QUERY_ONLY:
+            raise ValueError(f"engine: only the query-only searches ({', '.join(QUERY_ONLY)}) "
+                             f"run on another engine; {self.method} needs the network's gradient")
         for key in ("budget", "images"):
             if getattr(self, key) is not None:
                 _check_positive(key, getattr(self, key))

@@ -99,8 +99,8 @@ def craft(ctx, step, eps, x, y):
                   pgd_targeted(model, xb, yb, eps, step.steps, step.targets, generator)
                   if step.targets else pgd(model, xb, yb, eps, step.steps, step.loss,
                                            restarts, generator, gradient=gradient)),
-              "square": lambda xb, yb: square(model, xb, yb, eps, step.steps, step.loss,
-                                              generator)}[step.method]
+              "square": lambda xb, yb: square(ctx.query_model(step), xb, yb, eps, step.steps,
+                                              step.loss, generator)}[step.method]
     with surrogate_gradients(ctx.net, step.surrogate, step.temperature):
         return in_batches(attack, x, y, ctx.cfg.batch_size)
 
@@ -210,7 +210,7 @@ def sparse_rs_step(ctx, step):
         if len(todo):
             generator = step_generator(ctx.cfg, step.name, pixels)
             adv[todo] = in_batches(lambda xb, yb: sparse_rs(
-                ctx.model, xb, yb, pixels, step.steps, step.loss, generator),
+                ctx.query_model(step), xb, yb, pixels, step.steps, step.loss, generator),
                 x[todo], y[todo], ctx.cfg.batch_size)
         part, result, robust = l0_rows(ctx, pixels, adv, y, images)
         rows.append(part)
