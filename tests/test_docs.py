@@ -281,3 +281,21 @@ def test_the_readme_inference_table_is_its_records():
         for batch in ("1", "256"):
             median, low, high = ratios[batch]
             assert f"{median} [{low[:-1]}, {high[:-1]}]" in row
+
+
+def test_the_query_engine_figures_in_robustness_md_are_its_record():
+    """The "Faster queries" paragraph's speed-ups and differing rows are queries.csv's."""
+    import csv
+    rows = {(r["network"], r["attack"]): r for r in csv.DictReader(
+        open(ROOT / "results" / "reference" / "query_engine" / "queries.csv"))}
+    doc = " ".join((ROOT / "docs" / "robustness.md").read_text().split())
+    text = doc[doc.index("**Faster queries.**"):doc.index("**Diagnostics**")]
+    figures = [f"{float(rows[(n, a)]['speedup']):.2f}x" for n in ("sparse_cnn2", "dense_cnn2")
+               for a in ("square", "sparse_rs")]
+    assert re.findall(r"\d\.\d\dx", text) == figures
+    rs = rows[("sparse_cnn2", "sparse_rs")]
+    assert (f"{rs['fooled_plain_only']} of {rs['rows']} (image, budget) rows are fooled only by "
+            f"the plain search and {rs['fooled_sparse_only']} only" in text)
+    words = ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight"]
+    same = sum(r["fooled_plain_only"] == r["fooled_sparse_only"] == "0" for r in rows.values())
+    assert f"{words[same]} of the {words[len(rows)].lower()} (network, search) pairs" in text
