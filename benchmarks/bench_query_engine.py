@@ -1,4 +1,4 @@
-"""The adversarial study's query-only searches (Square, Sparse-RS) with their queries answered
+"""The adversarial study's query-only searches (Square, Sparse-RS, AutoAttack's Square) with their queries answered
 by the network itself (``engine: plain``, the shipped records) and by its
 ``models.sparse_inference`` engine (``engine: sparse``): the time of each, and how many of the
 recorded verdicts differ.
@@ -9,14 +9,17 @@ configs/mnist_adversarial.yaml``) with either engine, alternating which goes fir
 round in one process, 1 thread, and compares the per-image rows (image, budget, correct) of
 the two. Writes queries.md and queries.csv to ``--out``.
 
-    python benchmarks/bench_query_engine.py [--images 200] [--rounds 2] [--only a,b] [--out DIR]
+    python benchmarks/bench_query_engine.py [--images 200] [--rounds 2] [--only a,b]
+        [--attacks square,sparse_rs,autoattack] [--out DIR]
 """
 
 import argparse
 import csv
 import shlex
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,14 +36,15 @@ from models.pretrained import load_pretrained  # noqa: E402
 
 CONFIG = REPO / "configs" / "mnist_adversarial.yaml"
 NETWORKS = ["sparse_cnn2", "sparse_cnn1", "sparse_cnn2_dsw", "dense_cnn2"]
-ATTACKS = {"square": "eps=[0.1,0.15]", "sparse_rs": "pixels=[16,39]"}
+ATTACKS = {"square": "eps=[0.1,0.15]", "sparse_rs": "pixels=[16,39]",
+           "autoattack": "eps=[0.15]"}  # AutoAttack: only its Square queries the engine
 
 
 def step_of(network, attack, engine, images, budget):
     """(cfg, the study's Step) of ``attack`` on ``network`` with ``engine`` on ``images``."""
     overrides = [f"images={images}", budget, f"attacks.{attack}.engine={engine}"]
     cfg = load_experiment(str(CONFIG), overrides).jobs[network]
-    (step,) = [s for s in plan(cfg) if s.name == attack]
+    (step,) = [s for s in plan(cfg) if s.name == attack or s.name.startswith(f"{attack}_eps")]
     return cfg, step
 
 
@@ -61,20 +65,26 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--only", help="comma-separated network names (default: "
                                        f"{','.join(NETWORKS)})")
+    parser.add_argument("--attacks", default="square,sparse_rs",
+                        help=f"comma-separated, of {', '.join(ATTACKS)}")
     parser.add_argument("--out", default="results/query_engine")
     parser.add_argument("--note", default="not recorded", help="what else ran")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # as the study's jobs run (--threads 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="query-engine-"))  # the steps' FAB-T caches
     rows = []
     for network in args.only.split(",") if args.only else NETWORKS:
-        for attack, budget in ATTACKS.items():
+        for attack in args.attacks.split(","):
+            budget = ATTACKS[attack]
             seconds, frames = {"plain": [], "sparse": []}, {}
+            if attack == "autoattack":  # FAB-T runs once per job (no queries of the engine):
+                timed_step(network, attack, "plain", args.images, budget, work / network)
             for r in range(args.rounds):
                 for engine in ("plain", "sparse") if r % 2 == 0 else ("sparse", "plain"):
                     s, frames[engine] = timed_step(network, attack, engine, args.images, budget,
-                                                   out)
+                                                   work / network)
                     seconds[engine].append(s)
             plain, sparse = (statistics.median(seconds[e]) for e in ("plain", "sparse"))
             plain_c, sparse_c = frames["plain"]["correct"], frames["sparse"]["correct"]
@@ -88,6 +98,7 @@ def main(argv=None):
                          "fooled_sparse_only": int(((plain_c == 1) & (sparse_c == 0)).sum())})
             print(rows[-1], flush=True)
     write(out, rows, args)
+    shutil.rmtree(work)
     return 0
 
 
@@ -102,7 +113,8 @@ def write(out, rows, args):
              f"Written by `{command.strip()}`. CPU: {cpu_kind()}; 1 thread; torch "
              f"{torch.__version__}; commit {git_commit()}; the first {args.images} images of "
              f"the study's subset, seed-42 weights, the study's budgets (Square 500 queries, "
-             f"Sparse-RS 1,000 per pixel budget); medians of {args.rounds} runs each, "
+             f"Sparse-RS 1,000 per pixel budget, AutoAttack's standard version, timed with its "
+             f"FAB-T examples made beforehand, as a job's steps after its first find them); medians of {args.rounds} runs each, "
              f"alternating. Robust: images still correct, summed over the budgets (the plain "
              f"forward pass decides on both sides). A search's random draws are shared by its batch, "
              f"so one decision that differs (two logits within float32 rounding) reshuffles every "

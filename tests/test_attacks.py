@@ -556,36 +556,42 @@ def test_a_done_run_reopens_for_an_attack_added_since_and_keeps_its_records(tmp_
     assert len((job.folder / "metrics.jsonl").read_text().splitlines()) == len(before)
 
 
-@pytest.mark.parametrize("attack", ["square", "sparse_rs"])
+@pytest.mark.parametrize("attack", [
+    "square", "sparse_rs",
+    pytest.param("autoattack", marks=pytest.mark.skipif(not autoattack.installed(),
+                                                        reason="pyautoattack is not installed"))])
 def test_the_sparse_engine_answers_a_searchs_queries_and_the_network_its_verdict(
         attack, mnist_root, tmp_path, monkeypatch):
-    """With ``engine: sparse`` Square's and Sparse-RS's queries go to the shipped network's
-    sparse_inference engine, the recorded verdicts to the network itself; on the shipped
-    Sparse CNN-2 the two searches find the same x' (their logits agree to rounding)."""
+    """With ``engine: sparse`` the queries of Square, Sparse-RS and AutoAttack's Square go to
+    the shipped network's sparse_inference engine, and none with ``plain``; the recorded
+    verdicts are the network's own. On the shipped Sparse CNN-2 the two searches find the same
+    x' here (their logits agree to rounding)."""
     from experiments.robust.adversarial import Context, plan, test_subset
     from experiments.robust import steps as steps_module
     from models import load_pretrained
     from models.inference import SparseInference
     overrides = [f"data.root={mnist_root}", "images=24", "queries=30", "sparse_rs_queries=30",
-                 "eps=[0.3]", "pixels=[196]"]
-    records, asked = {}, []
-    real = steps_module.square if attack == "square" else steps_module.sparse_rs
+                 "eps=[0.3]", "pixels=[196]", "autoattack.iterations=2",
+                 "autoattack.targets=2", "autoattack.queries=30"]
+    records, queries = {}, []
+    engine_forward = SparseInference.forward
 
-    def spy(model, *args, **kwargs):
-        asked.append(type(model.net))
-        return real(model, *args, **kwargs)
-    monkeypatch.setattr(steps_module, attack, spy)
+    def counted(self, x):
+        queries[-1] += len(x)
+        return engine_forward(self, x)
+    monkeypatch.setattr(SparseInference, "forward", counted)
     for engine in ("plain", "sparse"):
         cfg = load_experiment(CONFIG, overrides + [f"attacks.{attack}.engine={engine}"]
                               ).jobs["sparse_cnn2"]
-        (step,) = [s for s in plan(cfg) if s.name == attack]
+        (step,) = [s for s in plan(cfg) if s.name.startswith(attack)]
         assert step.engine == engine
         ctx = Context(cfg, load_pretrained("sparse_cnn2").eval(), 42, *test_subset(cfg),
-                      tmp_path)
+                      tmp_path / engine)
+        queries.append(0)
         frames, summary = steps_module.RUNNERS[step.method](ctx, step)
         records[engine] = frames[""]
         assert summary["results"][0]["accuracy"] == frames[""]["correct"].mean()
-    assert asked[0] is not SparseInference and all(t is SparseInference for t in asked[1:])
+    assert queries[0] == 0 and queries[1] > 0
     assert records["plain"]["correct"].sum() < 24  # the search fooled some images
     pd.testing.assert_frame_equal(records["plain"], records["sparse"])
 

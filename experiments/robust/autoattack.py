@@ -105,11 +105,15 @@ def fab_t(model, x, y, cfg, seed, batch_size):
     return best, distance
 
 
-def chain(model, x, y, eps, fab, cfg, seed, batch_size, total):
+def chain(model, x, y, eps, fab, cfg, seed, batch_size, total, square_queries=None):
     """AutoAttack at ``eps`` on images x (all classified correctly) out of ``total`` test
     images: (x' (N, ...), the attack that fooled each image ('' if none), robust accuracy
-    over the ``total`` images after each attack, as the library reports it)."""
+    over the ``total`` images after each attack, as the library reports it). Square's
+    queries go to ``square_queries`` where given (the sparse engine: it only reads outputs);
+    whether an image is fooled is always ``model``'s verdict."""
     attack = standard(model, eps, cfg, seed, x.device)
+    if square_queries is not None:
+        attack.square.predict = square_queries
     adv, robust = x.clone(), torch.ones(len(x), dtype=torch.bool, device=x.device)
     fooled_by = [""] * len(x)
     accuracy = {"clean": len(x) / total}

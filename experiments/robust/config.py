@@ -21,7 +21,8 @@ GRADIENT = ("fgsm", "pgd", "transfer", "ddn")  # the methods that follow a gradi
 METHODS = (*GRADIENT, "square", "autoattack", "sparse_rs", "random_pixels")
 THREATS = {"sparse_rs": "l0", "random_pixels": "l0", "ddn": "l2"}  # the others: L-inf
 LOSSES = ("ce", "margin")
-QUERY_ONLY = ("square", "sparse_rs")  # the searches that only query the network's outputs
+QUERY_ONLY = ("square", "sparse_rs", "autoattack")  # the searches that only query the
+#                                                    outputs (AutoAttack: its Square)
 ENGINES = ("plain", "sparse")  # what those queries run: the network, or models.sparse_inference
 
 
@@ -50,8 +51,9 @@ class AttackConfig:
     budget: Optional[int] = None  # steps (PGD, DDN) or queries (Square, Sparse-RS); null: the
     #                               study's (steps, ddn_steps, queries, sparse_rs_queries)
     images: Optional[int] = None  # the first N images of the subset (null: all)
-    engine: str = "plain"  # Square, Sparse-RS: "sparse" runs their queries through
-    #                        models.sparse_inference (the recorded verdict stays the network's)
+    engine: str = "plain"  # Square, Sparse-RS, AutoAttack's Square: "sparse" runs their
+    #                        queries through models.sparse_inference (the recorded verdict
+    #                        stays the network's)
 
     def check(self):
         if self.method not in METHODS:
@@ -73,8 +75,9 @@ class AttackConfig:
         if self.engine not in ENGINES:
             raise ValueError(f"engine: must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.engine != "plain" and self.method not in QUERY_ONLY:
-            raise ValueError(f"engine: only the query-only searches ({', '.join(QUERY_ONLY)}) "
-                             f"run on another engine; {self.method} needs the network's gradient")
+            raise ValueError(f"engine: only the query-only searches ({', '.join(QUERY_ONLY)}'s "
+                             f"Square) run on another engine; {self.method} needs the "
+                             f"network's gradient")
         for key in ("budget", "images"):
             if getattr(self, key) is not None:
                 _check_positive(key, getattr(self, key))

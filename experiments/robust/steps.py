@@ -161,7 +161,8 @@ def autoattack_step(ctx, step):
         distance[clean.cpu()] = fab[1].double().cpu()
         if clean.any():
             adv[clean], by, chain = aa.chain(ctx.model, x[clean], y[clean], eps, fab,
-                                             cfg.autoattack, cfg.seed, cfg.batch_size, len(x))
+                                             cfg.autoattack, cfg.seed, cfg.batch_size, len(x),
+                                             ctx.query_model(step))
             for i, name in zip(clean.nonzero().squeeze(1).tolist(), by):
                 fooled_by[i] = name
     adv = project(adv.detach(), *bounds(x, eps))  # the library clamps in float32
