@@ -296,11 +296,15 @@ def _one_channel_sample(image, height, width, offset, weights, kh, kw, bias, w_s
     blocks = -(-wq // 2)  # register blocks per output row pair
     stride = blocks * COLUMNS + kw - 1  # the padded image's row length (>= the used columns)
     used = min(width, stride)
-    for r in range(height):  # the image less its background, zero-padded on the right
-        for c in range(used):
-            img[r * stride + c] = image[r * width + c] - offset
-        for c in range(used, stride):
-            img[r * stride + c] = 0.0
+    if stride == width:  # the image less its background in one loop: 0.04 us per MNIST
+        for t in range(height * width):  # image, where 28 loops of 28 values took 0.83
+            img[t] = image[t] - offset
+    else:  # zero-padded on the right
+        for r in range(height):
+            for c in range(used):
+                img[r * stride + c] = image[r * width + c] - offset
+            for c in range(used, stride):
+                img[r * stride + c] = 0.0
     if stride <= 64:
         _active_blocks(img, stride, kw, active)
     else:  # wider than one word of column bits: every block (zeros add nothing)
