@@ -1,5 +1,5 @@
-"""The adversarial study's query-only searches (Square, Sparse-RS, AutoAttack's Square) with their queries answered
-by the network itself (``engine: plain``, the shipped records) and by its
+"""The adversarial study's query-only searches (Square, Sparse-RS, AutoAttack's Square) with
+their queries answered by the network itself (``engine: plain``, the shipped records) and by its
 ``models.sparse_inference`` engine (``engine: sparse``): the time of each, and how many of the
 recorded verdicts differ.
 
@@ -32,6 +32,7 @@ from experiments.core.records import cpu_kind, git_commit  # noqa: E402
 from experiments.robust.adversarial import Context, plan, test_subset  # noqa: E402
 from experiments.robust.harness import frozen  # noqa: E402
 from experiments.robust.steps import RUNNERS  # noqa: E402
+from models import sparse_inference  # noqa: E402
 from models.pretrained import load_pretrained  # noqa: E402
 
 CONFIG = REPO / "configs" / "mnist_adversarial.yaml"
@@ -59,6 +60,12 @@ def timed_step(network, attack, engine, images, budget, folder):
     return time.perf_counter() - start, frames[""]
 
 
+def warm_up(network):
+    """Compile the engine's kernels (numba's cache may be cold) before anything is timed."""
+    net = load_pretrained(network).eval()
+    sparse_inference(net)(torch.zeros(2, 1, 28, 28))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200)
@@ -76,6 +83,7 @@ def main(argv=None):
     work = Path(tempfile.mkdtemp(prefix="query-engine-"))  # the steps' FAB-T caches
     rows = []
     for network in args.only.split(",") if args.only else NETWORKS:
+        warm_up(network)
         for attack in args.attacks.split(","):
             budget = ATTACKS[attack]
             seconds, frames = {"plain": [], "sparse": []}, {}
@@ -114,12 +122,13 @@ def write(out, rows, args):
              f"{torch.__version__}; commit {git_commit()}; the first {args.images} images of "
              f"the study's subset, seed-42 weights, the study's budgets (Square 500 queries, "
              f"Sparse-RS 1,000 per pixel budget, AutoAttack's standard version, timed with its "
-             f"FAB-T examples made beforehand, as a job's steps after its first find them); medians of {args.rounds} runs each, "
-             f"alternating. Robust: images still correct, summed over the budgets (the plain "
-             f"forward pass decides on both sides). A search's random draws are shared by its batch, "
-             f"so one decision that differs (two logits within float32 rounding) reshuffles every "
-             f"later draw of the batch: a differing row is another random search, not a wrong "
-             f"verdict. Conditions: {args.note}.", "",
+             f"FAB-T examples made beforehand, as a job's steps after its first find them); "
+             f"medians of {args.rounds} runs each, alternating. Robust: images still correct, "
+             f"summed over the budgets (the plain forward pass decides on both sides). A "
+             f"search's random draws are shared by its batch, so one decision that differs (two "
+             f"logits within float32 rounding) reshuffles every later draw of the batch: a "
+             f"differing row is another random search, not a wrong verdict. Conditions: "
+             f"{args.note}.", "",
              "| network | attack | budgets | plain (s) | sparse (s) | speed-up | robust, plain "
              "| robust, sparse | rows fooled by plain only / sparse only |",
              "|---|---|---|---|---|---|---|---|---|"]

@@ -56,7 +56,8 @@ class Step:
     eot_std: float = 0.0
     threat: str = "linf"
     targets: int = 0  # PGD: target classes, one run each (0: untargeted)
-    engine: str = "plain"  # Square, Sparse-RS: what answers their queries (config.ENGINES)
+    engine: str = "plain"  # Square, Sparse-RS, AutoAttack's Square: what answers their queries
+    #                        (config.ENGINES)
 
 
 def attack_plan(cfg, name, a):

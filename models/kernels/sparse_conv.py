@@ -462,11 +462,12 @@ def _by_outputs(image, width, offset, w_taps, channels, kh, kw, ho, wo, acc, mas
     its accumulators stay in registers for the loop, with one load and store per output and
     kernel row. With four accumulators the loop takes four entries a turn, those past the
     pass's end as the value 0 times a weight already read (adding a zero: the same sums, but
-    for the sign of an accumulator that is exactly -0), so that
-    a pass has one loop exit to mispredict, not LLVM's two (a remainder loop, then a loop
-    unrolled four times): Sparse CNN-2's products, 256 real test images, 18.0-18.5 to
-    16.8-17.4 us per image (benchmarks/bench_cpu_limits.py, Zen 4). The row's weights (KW x C x 64 values, 40
-    KB for Sparse CNN-2) come from L1 and L2. Each output adds its products kernel row by
+    for the sign of an accumulator that is exactly -0), so that a pass has one loop exit to
+    mispredict, not LLVM's two (a remainder loop, then a loop unrolled four times): Sparse
+    CNN-2's products, 256 real test images, 18.0-18.5 to 16.8-17.4 us per image
+    (benchmarks/bench_cpu_limits.py, Zen 4); ``entries`` and ``values`` hold three more
+    values than a layer's inputs for the last turn's reads. The row's weights (KW x C x 64
+    values, 40 KB for Sparse CNN-2) come from L1 and L2. Each output adds its products kernel row by
     kernel row, tap by tap, channel by channel, whatever the block: the same sums in the
     same order either way, bit for bit."""
     padded = acc.shape[0] // (ho * wo)
