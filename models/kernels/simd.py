@@ -23,6 +23,8 @@ loop, and each product is one fused multiply-add with its weight loaded from mem
                          lane mask's popcount: 16 keys per AVX-512 compare, 8 per AVX2 one;
                          numba's own loop widened every count to 64 bits, 4 keys per
                          AVX2 compare)
+    vcount_equal(keys, j, t)
+                         how many of keys[j:j + 16] (uint32) equal t (the same, one compare)
     vcompress_range(keys, j, low, high, out, n)
                          the keys[j:j + 16] (uint32) with low <= key <= high stored
                          at out[n:] in order; returns n plus their number (a
@@ -173,6 +175,17 @@ def vcount_at_least(typingctx, keys, index, t):
                                          _KEYS), align=4)
         t = context.cast(builder, t, signature.args[2], types.uint32)
         return _lanes_set(builder, builder.icmp_unsigned(">=", v, _splat(builder, t, _KEYS)))
+    return types.int64(keys, index, t), codegen
+
+
+@intrinsic
+def vcount_equal(typingctx, keys, index, t):
+    def codegen(context, builder, signature, args):
+        keys, index, t = args
+        v = builder.load(_vector_pointer(context, builder, signature.args[0], keys, index,
+                                         _KEYS), align=4)
+        t = context.cast(builder, t, signature.args[2], types.uint32)
+        return _lanes_set(builder, builder.icmp_unsigned("==", v, _splat(builder, t, _KEYS)))
     return types.int64(keys, index, t), codegen
 
 
