@@ -304,3 +304,15 @@ def test_the_query_engine_figures_in_robustness_md_are_its_record():
     words = ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight"]
     same = sum(r["fooled_plain_only"] == r["fooled_sparse_only"] == "0" for r in rows.values())
     assert f"{words[same]} of the {words[len(rows)].lower()} (network, search) pairs" in text
+
+
+def test_the_ties_paragraph_is_its_record():
+    """The paragraph's DSW figure at batch 256 and Sparse CNN-2's three ratios are those of
+    results/reference/inference_zen4_ties/."""
+    paragraph = _performance_paragraph("**Ties found 16 keys at a time.**")
+    record = ROOT / "results" / "reference" / "inference_zen4_ties"
+    (row,) = [row.split(" | ") for row in (record / "throughput.md").read_text().splitlines()
+              if row.startswith("| Sparse CNN-2 DSW | 1 | 256 |")]
+    assert row[5] in paragraph
+    ratios = [median for threads, _, median, _, _ in _record_ratios(record.name) if threads == "1"]
+    assert ", ".join(ratios[:2]) + " and " + ratios[2] in paragraph
