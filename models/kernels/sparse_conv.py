@@ -460,16 +460,17 @@ def _by_outputs(image, width, offset, w_taps, channels, kh, kw, ho, wo, acc, mas
     accumulators; else 32, two) and kernel row di, output (i, j) takes the row's KW taps in
     one loop over the entries of positions (i + di, j .. j + KW - 1), which lie together:
     its accumulators stay in registers for the loop, with one load and store per output and
-    kernel row. With four accumulators the loop takes four entries a turn, those past the
-    pass's end as the value 0 times a weight already read (adding a zero: the same sums, but
-    for the sign of an accumulator that is exactly -0), so that a pass has one loop exit to
-    mispredict, not LLVM's two (a remainder loop, then a loop unrolled four times): Sparse
-    CNN-2's products, 256 real test images, 18.0-18.5 to 16.8-17.4 us per image
-    (benchmarks/bench_cpu_limits.py, Zen 4); ``entries`` and ``values`` hold three more
-    values than a layer's inputs for the last turn's reads. The row's weights (KW x C x 64
-    values, 40 KB for Sparse CNN-2) come from L1 and L2. Each output adds its products kernel row by
-    kernel row, tap by tap, channel by channel, whatever the block: the same sums in the
-    same order either way, bit for bit."""
+    kernel row. The loop takes four entries a turn, those past the pass's end as the value 0
+    times a weight already read (adding a zero: the same sums, but for the sign of an
+    accumulator that is exactly -0), so that a pass has one loop exit to mispredict, not
+    LLVM's two (a remainder loop, then a loop unrolled four times). Sparse CNN-2's products,
+    256 real test images, Zen 4: 18.0-18.5 to 16.8-17.4 us per image with four accumulators
+    (benchmarks/bench_cpu_limits.py), 23.2-23.5 to 20.8 with two (the AVX2 route's walks,
+    timed on the same VM). ``entries`` and ``values`` hold three more values than a layer's
+    inputs for the last turn's reads. The row's weights (KW x C x 64 values, 40 KB for Sparse
+    CNN-2) come from L1 and L2. Each output adds its products kernel row by kernel row, tap
+    by tap, channel by channel, whatever the block: the sums in the same order either way,
+    bit for bit."""
     padded = acc.shape[0] // (ho * wo)
     positions = start.shape[0] - 1
     n = 0
@@ -514,12 +515,21 @@ def _by_outputs(image, width, offset, w_taps, channels, kh, kw, ho, wo, acc, mas
                         vstore(acc, a + LANES, a1)
                         vstore(acc, a + 2 * LANES, a2)
                         vstore(acc, a + 3 * LANES, a3)
-                    elif two:
+                    elif two:  # the same turns, two accumulators
                         a0, a1 = vload(acc, a), vload(acc, a + LANES)
-                        for t in range(start[q], start[q + kw]):
-                            v, w = values[t], w0 + entries[t]
+                        t, end = item(start, q), item(start, q + kw)
+                        while t < end:
+                            w = w0 + item(entries, t)
+                            v = item(values, t)
                             a0 = vfma(a0, v, vload(w_taps, w))
                             a1 = vfma(a1, v, vload(w_taps, w + LANES))
+                            for u in range(1, 4):
+                                inside = t + u < end
+                                v = item(values, t + u) if inside else zero
+                                wu = w0 + item(entries, t + u) if inside else w
+                                a0 = vfma(a0, v, vload(w_taps, wu))
+                                a1 = vfma(a1, v, vload(w_taps, wu + LANES))
+                            t += 4
                         vstore(acc, a, a0)
                         vstore(acc, a + LANES, a1)
                     else:
