@@ -238,7 +238,8 @@ def _performance_paragraph(heading):
 @pytest.mark.parametrize("heading, record", [
     ("**On a Zen 4 with AVX-512.**", "inference_zen4_target"),
     ("**On the Zen 4, output by output.**", "inference_zen4_outputs"),
-    ("**On the Zen 4, four entries a turn.**", "inference_zen4_turns")])
+    ("**On the Zen 4, four entries a turn.**", "inference_zen4_turns"),
+    ("**On the Zen 4 at commit e0cbdb5.**", "inference_zen4_head")])
 def test_the_zen4_ratios_in_performance_md_are_its_record(heading, record):
     """Each Zen 4 paragraph's target ratios (one thread: median and interval; two threads:
     medians) are those of its record's README.md in results/reference/."""
