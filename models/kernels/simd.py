@@ -167,26 +167,24 @@ def _lanes_set(builder, mask):
                         ir.IntType(64))
 
 
-@intrinsic
-def vcount_at_least(typingctx, keys, index, t):
-    def codegen(context, builder, signature, args):
-        keys, index, t = args
-        v = builder.load(_vector_pointer(context, builder, signature.args[0], keys, index,
-                                         _KEYS), align=4)
-        t = context.cast(builder, t, signature.args[2], types.uint32)
-        return _lanes_set(builder, builder.icmp_unsigned(">=", v, _splat(builder, t, _KEYS)))
-    return types.int64(keys, index, t), codegen
+def _lane_count(name, predicate):
+    """The intrinsic ``name(keys, index, t)``: how many of keys[index:index + 16] (uint32)
+    satisfy ``key <predicate> t``, one compare and its lane mask's popcount."""
+    def count(typingctx, keys, index, t):
+        def codegen(context, builder, signature, args):
+            keys, index, t = args
+            v = builder.load(_vector_pointer(context, builder, signature.args[0], keys, index,
+                                             _KEYS), align=4)
+            t = context.cast(builder, t, signature.args[2], types.uint32)
+            return _lanes_set(builder, builder.icmp_unsigned(predicate, v,
+                                                             _splat(builder, t, _KEYS)))
+        return types.int64(keys, index, t), codegen
+    count.__name__ = count.__qualname__ = name
+    return intrinsic(count)
 
 
-@intrinsic
-def vcount_equal(typingctx, keys, index, t):
-    def codegen(context, builder, signature, args):
-        keys, index, t = args
-        v = builder.load(_vector_pointer(context, builder, signature.args[0], keys, index,
-                                         _KEYS), align=4)
-        t = context.cast(builder, t, signature.args[2], types.uint32)
-        return _lanes_set(builder, builder.icmp_unsigned("==", v, _splat(builder, t, _KEYS)))
-    return types.int64(keys, index, t), codegen
+vcount_at_least = _lane_count("vcount_at_least", ">=")
+vcount_equal = _lane_count("vcount_equal", "==")
 
 
 @intrinsic
