@@ -450,6 +450,15 @@ def _fma_entry(a0, a1, a2, a3, v, w_taps, w):
             vfma(a2, v, vload(w_taps, w + 2 * LANES)), vfma(a3, v, vload(w_taps, w + 3 * LANES)))
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _turn_entry(values, entries, w0, w, t, end):
+    """(value, weight offset) of entry t of a four-entry turn: past the pass's end (t >= end)
+    the value 0 and the turn's first weight offset ``w``, so that it adds a zero."""
+    if t < end:
+        return item(values, t), w0 + item(entries, t)
+    return np.float32(0.0), w
+
+
 @numba.njit(nogil=True, cache=True, boundscheck=False)
 def _by_outputs(image, width, offset, w_taps, channels, kh, kw, ho, wo, acc, masks, words,
                 start, entries, values, wide):
@@ -486,7 +495,6 @@ def _by_outputs(image, width, offset, w_taps, channels, kh, kw, ho, wo, acc, mas
                 n += 1
     start[positions] = n
     step = channels * padded  # from one tap's weights to the next
-    zero = np.float32(0.0)
     o = 0
     while o < padded:  # 64 or 32 output channels at a time (then 16 for the rest)
         four = wide and o + BLOCK <= padded
@@ -505,10 +513,8 @@ def _by_outputs(image, width, offset, w_taps, channels, kh, kw, ho, wo, acc, mas
                             w = w0 + item(entries, t)
                             a0, a1, a2, a3 = _fma_entry(a0, a1, a2, a3, item(values, t),
                                                         w_taps, w)
-                            for u in range(1, 4):  # past the end: value 0, a valid weight
-                                inside = t + u < end
-                                v = item(values, t + u) if inside else zero
-                                wu = w0 + item(entries, t + u) if inside else w
+                            for u in range(1, 4):
+                                v, wu = _turn_entry(values, entries, w0, w, t + u, end)
                                 a0, a1, a2, a3 = _fma_entry(a0, a1, a2, a3, v, w_taps, wu)
                             t += 4
                         vstore(acc, a, a0)
@@ -524,9 +530,7 @@ def _by_outputs(image, width, offset, w_taps, channels, kh, kw, ho, wo, acc, mas
                             a0 = vfma(a0, v, vload(w_taps, w))
                             a1 = vfma(a1, v, vload(w_taps, w + LANES))
                             for u in range(1, 4):
-                                inside = t + u < end
-                                v = item(values, t + u) if inside else zero
-                                wu = w0 + item(entries, t + u) if inside else w
+                                v, wu = _turn_entry(values, entries, w0, w, t + u, end)
                                 a0 = vfma(a0, v, vload(w_taps, wu))
                                 a1 = vfma(a1, v, vload(w_taps, wu + LANES))
                             t += 4
